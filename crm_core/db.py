@@ -1,0 +1,92 @@
+"""Engines and schema creation for SQLite (aiosqlite, WAL) and PostgreSQL (asyncpg).
+
+SQLite connections get ``journal_mode=WAL``, ``synchronous=NORMAL``, ``busy_timeout=5000`` and
+``foreign_keys=ON``. The driver's implicit transactions are switched off and SQLAlchemy emits
+``BEGIN`` itself, so a unit of work opened with the execution option ``crm_write=True``
+starts with ``BEGIN IMMEDIATE`` (takes the write lock up front: no lock-upgrade deadlock
+between processes). PostgreSQL uses a pool; an optional ``schema`` sets ``search_path``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from crm_core.models import Base
+
+__all__ = ["make_engine", "create_schema", "is_sqlite", "WRITE_OPTION"]
+
+log = logging.getLogger(__name__)
+WRITE_OPTION = "crm_write"
+
+
+def is_sqlite(engine: AsyncEngine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def _quote_ident(name: str) -> str:
+    if not name.replace("_", "").isalnum():
+        raise ValueError(f"invalid schema name {name!r}")
+    return f'"{name}"'
+
+
+def make_engine(url: str, *, schema: str | None = None, pool_size: int = 10) -> AsyncEngine:
+    """Create an async engine for ``sqlite+aiosqlite:///path`` or ``postgresql+asyncpg://…``."""
+    parsed: URL = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        if parsed.drivername == "sqlite":
+            parsed = parsed.set(drivername="sqlite+aiosqlite")
+        database = parsed.database or ""
+        if database and database != ":memory:" and not database.startswith("file:"):
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(parsed, connect_args={"timeout": 30})
+        _install_sqlite_hooks(engine)
+        return engine
+    if backend == "postgresql":
+        if parsed.drivername in ("postgresql", "postgres"):
+            parsed = parsed.set(drivername="postgresql+asyncpg")
+        connect_args: dict[str, Any] = {}
+        if schema:
+            _quote_ident(schema)
+            connect_args["server_settings"] = {"search_path": schema}
+        return create_async_engine(
+            parsed, pool_size=pool_size, max_overflow=pool_size, pool_timeout=60,
+            pool_pre_ping=True, connect_args=connect_args,
+        )
+    raise ValueError(f"unsupported database URL {parsed.render_as_string()!r}")
+
+
+def _install_sqlite_hooks(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        try:
+            for pragma in (
+                "PRAGMA journal_mode=WAL",
+                "PRAGMA synchronous=NORMAL",
+                "PRAGMA busy_timeout=5000",
+                "PRAGMA foreign_keys=ON",
+            ):
+                cursor.execute(pragma)
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        write = conn.get_execution_options().get(WRITE_OPTION, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+async def create_schema(engine: AsyncEngine, *, schema: str | None = None) -> None:
+    """Create every table that is missing (Alembic will own this later)."""
+    async with engine.begin() as conn:
+        if schema and engine.dialect.name == "postgresql":
+            await conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {_quote_ident(schema)}"))
+        await conn.run_sync(Base.metadata.create_all)

@@ -1,0 +1,197 @@
+"""Domain events: the only way components talk to each other.
+
+Every event is a frozen dataclass published on :class:`cti.bus.Bus`.  ``call_id`` is
+the call's key everywhere: the Linkedid of the caller's channel (the caller's own
+uniqueid), prefixed by the Asterisk server name when several servers are configured
+(``"<server>/<linkedid>"``).  ``at`` is wall-clock time (``time.time()``) so figures
+such as pop latency can be measured across processes.
+
+Who publishes what:
+
+* ``cti.calls`` (the call tracker, from AMI): CallArrived, CallHeld, CallAtAgent,
+  DialResult, CallBridged, CallEnded.
+* ``ivr``: IvrStep, CallQueued.
+* ``acd``: CallOffered, CallAnswered, CallAbandoned, AgentStateChanged, OfferCancelled.
+* ``screen_pop``: Disposition (agent closes the call).
+* ``recordings``: RecordingReady.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class DomainEvent:
+    """Base class; ``at`` is epoch seconds."""
+
+
+# -- from the call tracker (AMI) -------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CallArrived(DomainEvent):
+    call_id: str
+    channel: str
+    uniqueid: str
+    caller_num: str
+    caller_name: str
+    dnis: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class CallHeld(DomainEvent):
+    """The caller reached ``[cti-hold]`` (Newexten): only now may the ACD redirect it."""
+
+    call_id: str
+    channel: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class CallAtAgent(DomainEvent):
+    """The caller reached ``[cti-agent],<agent>`` after a Redirect."""
+
+    call_id: str
+    agent_id: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class DialResult(DomainEvent):
+    """``UserEvent CtiDialResult``: an unanswered offer (NOANSWER, BUSY, NODEVICE ...)."""
+
+    call_id: str
+    agent_id: str
+    dial_status: str
+    cti_call_id: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class CallBridged(DomainEvent):
+    """The caller entered a bridge with an agent leg (the agent answered)."""
+
+    call_id: str
+    agent_id: str
+    bridge_id: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class CallEnded(DomainEvent):
+    """The caller's channel hung up (``Hangup`` event); nothing of the call remains."""
+
+    call_id: str
+    cause: int
+    cause_txt: str
+    hangup_side: str  # "caller", "agent", "system" or "unknown"
+    reason: str  # "hangup", or e.g. "resync-gone" when closed after a reconnect
+    at: float
+
+
+# -- from the IVR ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class IvrStep(DomainEvent):
+    call_id: str
+    node: str
+    digits: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class CallQueued(DomainEvent):
+    call_id: str
+    cti_call_id: str
+    channel: str
+    queue: str
+    skills: tuple[str, ...]
+    priority: int
+    caller_num: str
+    caller_name: str
+    customer_id: int | None
+    ivr_path: tuple[str, ...]
+    ivr_choice: str
+    at: float
+
+
+# -- from the ACD ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CallOffered(DomainEvent):
+    """The ACD confirmed the offer (offer AGI) and the agent's phone is about to ring."""
+
+    call_id: str
+    cti_call_id: str
+    agent_id: str
+    offer_no: int
+    queue: str
+    caller_num: str
+    caller_name: str
+    customer_id: int | None
+    ivr_choice: str
+    record_file: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class OfferCancelled(DomainEvent):
+    call_id: str
+    agent_id: str
+    reason: str  # "NOANSWER", "BUSY", "NODEVICE", "hangup", ...
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class CallAnswered(DomainEvent):
+    call_id: str
+    agent_id: str
+    wait_s: float
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class CallAbandoned(DomainEvent):
+    call_id: str
+    queue: str
+    wait_s: float
+    where: str  # "ivr" or "queue"
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class AgentStateChanged(DomainEvent):
+    agent_id: str
+    state: str  # logged_out, ready, not_ready, reserved, ringing, on_call, wrap_up
+    reason: str
+    call_id: str | None
+    at: float
+
+
+# -- from the web edge -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Disposition(DomainEvent):
+    call_id: str
+    agent_id: str
+    code: str
+    notes: str
+    at: float
+
+
+# -- from recordings -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingReady(DomainEvent):
+    call_id: str
+    path: str
+    duration_s: float
+    at: float
+    meta: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,328 @@
+"""Interpreter for exactly the v3 dialplan contract plus the ``[callers]`` / ``[agent-phones]``
+stand-ins; emits Newexten / VarSet / ... in Asterisk 22's order."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from . import events as ev
+from .model import Bridge, Channel
+
+if TYPE_CHECKING:
+    from .core import AsteriskSim
+
+DataFn = Callable[[Channel], str]
+DIAL_RESET = ("DIALSTATUS", "DIALEDPEERNUMBER", "DIALEDPEERNAME", "ANSWEREDTIME", "ANSWEREDTIME_MS",
+              "DIALEDTIME", "DIALEDTIME_MS", "RINGTIME", "RINGTIME_MS", "PROGRESSTIME", "PROGRESSTIME_MS")
+
+
+def _rec(ch: Channel) -> str:
+    return ch.var("CTI_RECORD_FILE")
+
+
+def contexts(agi: str) -> dict[str, list[tuple[str, DataFn]]]:
+    """(application, AppData(channel)) per priority, 1-based; ``agi`` is ``host:port``."""
+    return {
+        "cti-inbound": [
+            ("NoOp", lambda c: f"CTI inbound {c.exten}"),
+            ("Set", lambda c: "AGIEXITONHANGUP=yes"),
+            ("Set", lambda c: "CHANNEL(hangup_handler_push)=cti-end,s,1"),
+            ("Answer", lambda c: ""),
+            ("AGI", lambda c: f"agi://{agi}/ivr/main"),
+            ("GotoIf", lambda c: f"{int(c.var('CTI_NEXT') == 'queue')}?cti-hold,s,1"),
+            ("Hangup", lambda c: ""),
+        ],
+        "cti-hold": [
+            ("AGI", lambda c: f"agi://{agi}/hold"),
+            ("MusicOnHold", lambda c: "default,20"),
+            ("Goto", lambda c: "s,1"),
+        ],
+        "cti-agent": [
+            ("NoOp", lambda c: f"CTI offer to agent {c.exten}"),
+            ("Set", lambda c: "CTI_AGENT_DEVICE="),
+            ("Set", lambda c: "CTI_RECORD_FILE="),
+            ("AGI", lambda c: f"agi://{agi}/offer/{c.exten}"),
+            ("GotoIf", lambda c: f"{int(c.var('CTI_AGENT_DEVICE') == '')}?nodev"),
+            ("ExecIf", lambda c: f"{int(_rec(c) != '')}?MixMonitor({_rec(c)},b)"),
+            ("Dial", lambda c: f"{c.var('CTI_AGENT_DEVICE')},{c.var('CTI_RING_TIMEOUT') or '15'}"),
+            ("ExecIf", lambda c: f"{int(_rec(c) != '')}?StopMixMonitor()"),
+            ("UserEvent", lambda c: f"CtiDialResult,Agent: {c.exten},DialStatus: {c.var('DIALSTATUS')},"
+                                    f"CallId: {c.var('CTI_CALL_ID')}"),
+            ("Goto", lambda c: "cti-hold,s,1"),
+            ("UserEvent", lambda c: f"CtiDialResult,Agent: {c.exten},DialStatus: NODEVICE,"
+                                    f"CallId: {c.var('CTI_CALL_ID')}"),
+            ("Goto", lambda c: "cti-hold,s,1"),
+        ],
+    }
+
+
+def user_event_fields(data: str) -> tuple[str, list[tuple[str, str]]]:
+    name, *rest = data.split(",")
+    fields = []
+    for part in rest:
+        k, _, v = part.partition(":")
+        fields.append((k.strip(), v[1:] if v.startswith(" ") else v))
+    return name, fields
+
+
+class Runner:
+    """Runs the contract's contexts on a caller's ``;1`` channel."""
+
+    def __init__(self, sim: "AsteriskSim", ch: Channel) -> None:
+        self.sim, self.ch = sim, ch
+        self.plan = contexts(f"{sim.config.agi_host}:{sim.config.agi_port}")
+        self.teardown1: list[Callable[[], None]] = []
+        self.teardown2: list[Callable[[], None]] = []
+
+    def emit(self, h: ev.Headers) -> None:
+        self.sim.emit(h)
+
+    async def run(self) -> None:
+        ch = self.ch
+        try:
+            while not ch.hungup:
+                if ch.soft_hangup is not None:
+                    break
+                if ch.pending_redirect is not None:
+                    ch.context, ch.exten, ch.priority = ch.pending_redirect
+                    ch.pending_redirect = None
+                steps = self.plan.get(ch.context)
+                if steps is None or not 1 <= ch.priority <= len(steps):
+                    ch.soft_hangup = 16
+                    break
+                app, data_fn = steps[ch.priority - 1]
+                data = data_fn(ch)
+                ch.app, ch.appdata = app, data
+                self.emit(ev.newexten(ch, app, data))
+                nxt = await self.execute(app, data)
+                if ch.pending_redirect is not None or ch.soft_hangup is not None:
+                    continue
+                if nxt is None:
+                    ch.priority += 1
+                else:
+                    ch.context, ch.exten, ch.priority = nxt
+        finally:
+            if not ch.hungup:
+                self.finish(ch.soft_hangup if ch.soft_hangup is not None else 16)
+
+    async def execute(self, app: str, data: str) -> tuple[str, str, int] | None:
+        ch, sim = self.ch, self.sim
+        if app == "Set":
+            name, _, value = data.partition("=")
+            if name == "CHANNEL(hangup_handler_push)":
+                ch.handlers.append(value)
+                self.emit(ev.hangup_handler_push(ch, value))
+            else:
+                sim.set_var(ch, name, value)
+        elif app == "Answer":
+            sim.answer(ch)
+        elif app == "AGI":
+            await self.agi(data)
+        elif app == "GotoIf":
+            cond, _, target = data.partition("?")
+            if cond == "1":
+                return self.goto(target)
+        elif app == "Goto":
+            return self.goto(data)
+        elif app == "Hangup":
+            ch.soft_hangup = 16
+        elif app == "MusicOnHold":
+            self.emit(ev.moh_start(ch))
+            await ch.block(sim.scale(20))
+            self.emit(ev.moh_stop(ch))
+        elif app == "ExecIf":
+            cond, _, inner = data.partition("?")
+            if cond == "1" and inner.startswith("MixMonitor("):
+                sim.start_mixmonitor(ch, inner[len("MixMonitor("):].rsplit(",", 1)[0])
+            elif cond == "1" and inner.startswith("StopMixMonitor"):
+                sim.stop_mixmonitor(ch)
+        elif app == "Dial":
+            device, _, timeout = data.rpartition(",")
+            await self.dial(device, float(timeout or 15))
+        elif app == "UserEvent":
+            name, fields = user_event_fields(data)
+            self.emit(ev.user_event(ch, name, fields))
+            if name == "CtiDialResult":
+                sim.note_offer(ch, ch.exten, dict(fields).get("DialStatus", ""))
+        return None
+
+    def goto(self, target: str) -> tuple[str, str, int]:
+        ch = self.ch
+        parts = target.split(",")
+        if len(parts) == 1:  # a label: only 'nodev' exists
+            return ch.context, ch.exten, 11
+        if len(parts) == 2:
+            return ch.context, parts[0], int(parts[1])
+        return parts[0], parts[1], int(parts[2])
+
+    async def agi(self, url: str) -> None:
+        from .agi import AgiSession
+
+        ch = self.ch
+        script = url.split("/", 3)[3] if url.count("/") >= 3 else ""
+        ch.in_agi = True
+        try:
+            status = await AgiSession(self.sim, ch, script, url).run()
+        finally:
+            ch.in_agi = False
+        self.sim.set_var(ch, "AGISTATUS", status)
+
+    # ------------------------------------------------------------------ Dial
+
+    async def dial(self, device: str, timeout: float) -> None:
+        ch, sim = self.ch, self.sim
+        for name in DIAL_RESET:
+            sim.set_var(ch, name, "")
+        far = sim.dial_target(device)
+        if far is None:
+            sim.set_var(ch, "DIALSTATUS", "CHANUNAVAIL")
+            return
+        exten, ctx, program = far
+        started = time.monotonic()
+        a1, a2 = sim.new_local_pair(exten, ctx, ch.linkedid)
+        self.emit(ev.newchannel(a1))
+        self.emit(ev.newchannel(a2))
+        peer = f"{exten}@{ctx}"
+        sim.set_var(a1, "DIALEDPEERNUMBER", peer)
+        a1.cid_num, a1.cid_name, a1.con_num, a1.con_name = exten, ch.cid_name, ch.cid_num, ch.cid_name
+        a1.app, a1.appdata = "AppDial", "(Outgoing Line)"
+        self.emit(ev.newexten(a1, "AppDial", "(Outgoing Line)"))
+        self.emit(ev.newcallerid(a1))
+        self.emit(ev.newconnectedline(a1))
+        sim.set_var(a2, "DIALEDPEERNUMBER", peer)
+        a2.cid_num, a2.cid_name, a2.con_num, a2.con_name = ch.cid_num, ch.cid_name, exten, ch.cid_name
+        self.emit(ev.newcallerid(a2))
+        self.emit(ev.newconnectedline(a2))
+        self.emit(ev.localbridge(a1, a2))
+        self.emit(ev.dialbegin(ch, a1, peer))
+        a2.meta["role"] = "dialled"
+        a1.meta["dialer"] = ch
+        outcome: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        a2.meta["outcome"] = outcome
+        sim.start_far(a2, program)
+        ch.wake.clear()
+        waiter = asyncio.ensure_future(ch.wake.wait())
+        try:
+            await asyncio.wait({outcome, waiter}, timeout=sim.scale(timeout),
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+        result = outcome.result() if outcome.done() else None
+        if result == "answer" and not ch.interrupted:
+            await self.bridged(a1, a2, started)
+            return
+        status = {"busy": "BUSY"}.get(result or "", "NOANSWER")
+        if ch.interrupted:
+            status = "CANCEL"
+        self.emit(ev.dialend(ch, a1, status))
+        self.emit(ev.hangup_request(a2, 0))
+        sim.destroy(a1, 0)
+        sim.set_var(ch, "DIALSTATUS", status)
+        self.emit(ev.soft_hangup_request(a2, 16))
+        self.emit(ev.device_state(f"Local/{peer}", "NOT_INUSE"))
+        sim.destroy(a2, 17 if status == "BUSY" else 0)
+
+    async def bridged(self, a1: Channel, a2: Channel, started: float) -> None:
+        ch, sim = self.ch, self.sim
+        peer = f"{a2.exten}@{a2.context}"
+        a1.state = 6
+        self.emit(ev.newstate(a1))
+        sim.set_var(ch, "DIALSTATUS", "ANSWER")
+        sim.set_var(ch, "DIALEDPEERNAME", a1.name)
+        sim.set_var(ch, "DIALEDPEERNUMBER", peer)
+        self.emit(ev.dialend(ch, a1, "ANSWER"))
+        bridge = Bridge(sim.ids.bridge_id())
+        self.emit(ev.bridge_create(bridge))
+        self.emit(ev.device_state(f"Local/{peer}", "INUSE"))
+        a1.exten = ""
+        self.emit(ev.newexten(a1, "AppDial", "(Outgoing Line)"))
+        for c in (a1, ch):
+            bridge.channels.append(c)
+            c.bridge = bridge
+            self.emit(ev.bridge_enter(bridge, c))
+        sim.set_var(a1, "BRIDGEPEER", ch.name)
+        sim.set_var(ch, "BRIDGEPEER", a1.name)
+        answered = time.monotonic()
+        sim.note_answer(ch, a2.exten)
+        while not ch.interrupted:
+            await ch.block(None)
+        if not ch.hangup_by_peer:  # the caller side ended (or was redirected/hung up by AMI)
+            sim.set_var(ch, "BRIDGEPEER", "")
+            sim.set_var(a1, "BRIDGEPEER", "")
+            bridge.channels.remove(ch)
+            self.emit(ev.bridge_leave(bridge, ch))
+            ch.bridge = None
+
+            def agent_side() -> None:
+                if a1.hungup:
+                    return
+                bridge.channels.remove(a1)
+                self.emit(ev.bridge_leave(bridge, a1))
+                a1.bridge = None
+                self.emit(ev.hangup_request(a2, 16))
+                sim.destroy(a1, 16)
+                self.emit(ev.bridge_destroy(bridge))
+
+            def agent_far() -> None:
+                if a2.hungup:
+                    return
+                self.emit(ev.soft_hangup_request(a2, 16))
+                sim.destroy(a2, 16)
+                self.emit(ev.device_state(f"Local/{peer}", "NOT_INUSE"))
+
+            self.teardown1.append(agent_side)
+            self.teardown2.append(agent_far)
+            if ch.pending_redirect is not None and ch.soft_hangup is None:
+                agent_side()
+                agent_far()
+        now = time.monotonic()
+        t_ans, t_dial = now - answered, now - started
+        for name, val in (("ANSWEREDTIME", str(int(t_ans))), ("ANSWEREDTIME_MS", str(int(t_ans * 1000))),
+                          ("DIALEDTIME", str(int(t_dial))), ("DIALEDTIME_MS", str(int(t_dial * 1000))),
+                          ("DIALSTATUS", "ANSWER")):
+            sim.set_var(ch, name, val)
+        if ch.hangup_by_peer:
+            self.emit(ev.device_state(f"Local/{peer}", "NOT_INUSE"))
+
+    # ------------------------------------------------------------------ the end of the call
+
+    def finish(self, cause: int) -> None:
+        ch, sim = self.ch, self.sim
+        self.emit(ev.soft_hangup_request(ch, cause))
+        loc = (ch.context, ch.exten, ch.priority)
+        for handler in ch.handlers:
+            self.emit(ev.hangup_handler_run(ch, handler))
+            sim.set_var(ch, "LOCAL(ARGC)", "0")
+            for f in self.teardown1:
+                f()
+            self.teardown1.clear()
+            ch.context, ch.exten, ch.priority = "cti-end", "s", 1
+            data = (f"CtiCallEnd,CallId: {ch.var('CTI_CALL_ID')},DialStatus: {ch.var('DIALSTATUS')},"
+                    f"Cause: {cause}")
+            self.emit(ev.newexten(ch, "UserEvent", data))
+            name, fields = user_event_fields(data)
+            self.emit(ev.user_event(ch, name, fields))
+            ch.priority = 2
+            self.emit(ev.newexten(ch, "Return", ""))
+            sim.set_var(ch, "ARGC", "")
+            sim.set_var(ch, "GOSUB_RETVAL", "")
+            ch.context, ch.exten, ch.priority = loc
+        for f in self.teardown1:
+            f()
+        far = ch.peer
+        if far is not None and not far.hungup:
+            self.emit(ev.hangup_request(far, cause))
+            if far.meta.get("playback"):
+                sim.set_var(far, "PLAYBACKSTATUS", "SUCCESS")
+        sim.destroy(ch, cause)
+        for f in self.teardown2:
+            f()
+        if far is not None and not far.hungup:
+            self.emit(ev.soft_hangup_request(far, cause))
+            sim.destroy(far, cause)
+            self.emit(ev.device_state(f"Local/{far.exten}@{far.context}", "NOT_INUSE"))
+        self.emit(ev.device_state(ch.meta.get("device", ""), "NOT_INUSE"))
+        sim.note_end(ch, cause)

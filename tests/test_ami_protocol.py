@@ -1,0 +1,117 @@
+"""Bytes in, messages out: the AMI framing on real transcripts, split frames and bad input."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from cti.ami.protocol import (
+    AmiFramingError,
+    AmiInjectionError,
+    AmiParser,
+    Banner,
+    Message,
+    format_action,
+)
+
+TRACES = Path(__file__).parent / "fixtures" / "traces"
+LINE = re.compile(r"^(>>|<<) (\d+\.\d{3})(?: (.*))?$")
+
+
+def rx_stream(path: Path) -> dict[str, bytes]:
+    """Rebuild the bytes Asterisk sent, per connection."""
+    out: dict[str, bytearray] = {}
+    conn = "1"
+    for line in path.read_text("ascii").split("\n"):
+        if line.startswith("# conn "):
+            conn = line.split()[2].rstrip(":")
+            continue
+        if not line or line.startswith("#"):
+            continue
+        m = LINE.match(line)
+        assert m, line
+        if m.group(1) == "<<":
+            out.setdefault(conn, bytearray()).extend((m.group(3) or "").encode() + b"\r\n")
+    return {k: bytes(v) for k, v in out.items()}
+
+
+def parse_all(data: bytes, chunk: int | None = None) -> list[Banner | Message]:
+    p = AmiParser()
+    if chunk is None:
+        return p.feed(data)
+    out: list[Banner | Message] = []
+    for i in range(0, len(data), chunk):
+        out += p.feed(data[i : i + chunk])
+    return out
+
+
+def test_banner_then_messages() -> None:
+    msgs = parse_all(b"Asterisk Call Manager/11.0.0\r\nResponse: Success\r\nActionID: a1\r\n"
+                     b"Message: Authentication accepted\r\n\r\n")
+    assert msgs[0] == Banner("Asterisk Call Manager/11.0.0")
+    assert isinstance(msgs[1], Message) and msgs[1].is_response
+    assert msgs[1].action_id == "a1"
+
+
+def test_values_with_colon_space_empty_and_repeats() -> None:
+    p = AmiParser(expect_banner=False)
+    (m,) = p.feed(b"Event: X\r\nRequestType: Action: NoSuchAction\r\nAccountCode: \r\n"
+                  b"Variable: a=1\r\nVariable: b=2\r\n\r\n")
+    assert isinstance(m, Message)
+    assert m["RequestType"] == "Action: NoSuchAction"
+    assert m["AccountCode"] == ""
+    assert m.get_all("variable") == ["a=1", "b=2"]
+
+
+def test_bare_lf_accepted() -> None:
+    p = AmiParser(expect_banner=False)
+    (m,) = p.feed(b"Event: Hangup\nCause: 16\n\n")
+    assert isinstance(m, Message) and m["Cause"] == "16"
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in TRACES.glob("*.ami.txt")))
+def test_every_trace_parses_and_split_anywhere_gives_same(name: str) -> None:
+    for data in rx_stream(TRACES / name).values():
+        whole = parse_all(data)
+        assert isinstance(whole[0], Banner)
+        assert all(isinstance(m, Message) for m in whole[1:])
+        # the number of messages equals the number of blank-line terminators
+        assert len(whole) - 1 == data.count(b"\r\n\r\n")
+        for chunk in (1, 7, 1000):
+            assert parse_all(data, chunk) == whole
+
+
+def test_split_at_every_offset_small_trace() -> None:
+    data = rx_stream(TRACES / "v3-04-caller-hangs-up-in-ivr.ami.txt")["1"][:6000]
+    whole = parse_all(data)
+    for cut in range(len(data)):
+        p = AmiParser()
+        assert p.feed(data[:cut]) + p.feed(data[cut:]) == whole
+
+
+def test_oversized_line_refused() -> None:
+    p = AmiParser(expect_banner=False, max_line=100)
+    with pytest.raises(AmiFramingError):
+        p.feed(b"Event: " + b"x" * 200)
+
+
+def test_bad_banner_refused() -> None:
+    with pytest.raises(AmiFramingError):
+        AmiParser().feed(b"HTTP/1.1 200 OK\r\n")
+
+
+@pytest.mark.parametrize("evil", ["a\r\nAction: Command", "x\n", "nul\0", "\r\n\r\nAction: Command"])
+def test_injection_refused(evil: str) -> None:
+    with pytest.raises(AmiInjectionError):
+        format_action("Setvar", "1", {"Variable": "X", "Value": evil})
+
+
+def test_format_action_roundtrip() -> None:
+    raw = format_action("Originate", "o-1", {"Channel": "Local/1@x", "Async": True,
+                                             "Variable": ["A=1", "B=2"]})
+    (m,) = AmiParser(expect_banner=False).feed(raw)
+    assert isinstance(m, Message)
+    assert m.is_action and m.name == "Originate" and m["Async"] == "true"
+    assert m.get_all("Variable") == ["A=1", "B=2"]
