@@ -107,6 +107,8 @@ class CallLogWriter:
 
     async def drain(self) -> None:
         """Wait until every event published so far has been written (or given up)."""
+        if self._task is None and self._sub.qsize():
+            raise RuntimeError("CallLogWriter.drain() before start()")
         target = self._done + self._inflight + self._sub.qsize()
         async with self._progress:
             await self._progress.wait_for(lambda: self._done >= target)

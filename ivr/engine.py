@@ -133,9 +133,9 @@ def step(flow: Flow, state: IvrState, inp: Input) -> tuple[IvrState, Command]:
         failed = state.attempts_at(node.name) + 1
         attempts = tuple((n, c) for n, c in state.attempts if n != node.name) + ((node.name, failed),)
         st = replace(state, attempts=attempts, last_digits=digits or "")
-        if digits is None or digits == "":
-            target = node.on_timeout
+        if failed > node.retries:
+            target = node.on_fail
         else:
-            target = node.on_invalid if failed <= node.retries else node.on_fail
+            target = node.on_timeout if not digits else node.on_invalid
         return _enter(flow, st, target)
     raise StepError(flow.name, state.node, f"input {type(inp).__name__} does not fit a {type(node).__name__}")

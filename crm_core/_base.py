@@ -1,0 +1,115 @@
+"""Plumbing shared by the store's parts: sessions, the SQLite writer lock, conversions."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from crm_core.db import WRITE_OPTION, is_sqlite
+from crm_core.dto import CallDTO, ContactDTO, CustomerDTO
+from crm_core.errors import InvalidInput
+from crm_core.models import Call, Contact, Customer
+
+__all__ = ["StoreBase", "TimeLike", "to_dt", "to_epoch"]
+
+TimeLike = float | int | datetime
+
+
+def to_dt(value: TimeLike | None) -> datetime | None:
+    """Epoch seconds or a datetime (naive = UTC) -> aware UTC datetime."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidInput(f"expected epoch seconds or datetime, got {value!r}")
+    return datetime.fromtimestamp(float(value), tz=timezone.utc)
+
+
+def to_epoch(value: datetime | None) -> float | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.timestamp()
+
+
+class StoreBase:
+    """Holds the engine and hands out one session per unit of work."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        # SQLite has one writer at a time: queue writers here instead of on the file lock.
+        self._write_lock: asyncio.Lock | None = asyncio.Lock() if is_sqlite(engine) else None
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self._engine
+
+    @property
+    def dialect(self) -> str:
+        return self._engine.dialect.name
+
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncSession]:
+        async with self._sessions() as session:
+            yield session
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncSession]:
+        """A write transaction, committed on success, rolled back on error."""
+        if self._write_lock is None:
+            async with self._sessions() as session, session.begin():
+                yield session
+            return
+        async with self._write_lock:
+            async with self._sessions() as session, session.begin():
+                await session.connection(execution_options={WRITE_OPTION: True})
+                yield session
+
+    def _insert(self, table: Any) -> Any:
+        """A dialect insert offering ``on_conflict_do_nothing`` / ``on_conflict_do_update``."""
+        if self.dialect == "postgresql":
+            return postgresql.insert(table)
+        return sqlite.insert(table)
+
+
+def customer_dto(c: Customer) -> CustomerDTO:
+    return CustomerDTO(
+        id=c.id, account_no=c.account_no, name=c.name, email=c.email, segment=c.segment,
+        value_tier=c.value_tier, monthly_revenue=float(c.monthly_revenue or 0.0),
+        account_manager=c.account_manager, phones=tuple(p.e164 for p in c.phones),
+    )
+
+
+def contact_dto(c: Contact) -> ContactDTO:
+    at = to_epoch(c.at)
+    assert at is not None
+    return ContactDTO(
+        id=c.id, customer_id=c.customer_id, channel=c.channel, direction=c.direction, at=at,
+        agent_id=c.agent_id, disposition=c.disposition, notes=c.notes, call_id=c.call_id,
+    )
+
+
+def call_dto(c: Call) -> CallDTO:
+    return CallDTO(
+        id=c.id, call_id=c.call_id, cti_call_id=c.cti_call_id, uniqueid=c.uniqueid,
+        linkedid=c.linkedid, server=c.server, channel=c.channel, caller_num=c.caller_num,
+        caller_name=c.caller_name, dnis=c.dnis, customer_id=c.customer_id, ivr_path=c.ivr_path,
+        ivr_choice=c.ivr_choice, queue=c.queue, skills=c.skills,
+        arrived_at=to_epoch(c.arrived_at), queued_at=to_epoch(c.queued_at),
+        offered_at=to_epoch(c.offered_at), answered_at=to_epoch(c.answered_at),
+        ended_at=to_epoch(c.ended_at), outcome=c.outcome, wait_s=c.wait_s, talk_s=c.talk_s,
+        agent_id=c.agent_id, offers=c.offers or 0, hangup_cause=c.hangup_cause,
+        hangup_side=c.hangup_side, end_reason=c.end_reason, disposition=c.disposition,
+        notes=c.notes,
+    )

@@ -1,0 +1,273 @@
+"""The CRM store: one object the rest of the system talks to; it hands out DTOs only.
+
+    store = await Store.open("sqlite+aiosqlite:///var/crm.db")
+    ...
+    await store.close()
+
+or ``async with Store.open(url) as store: ...``.
+
+Concurrency: every method opens its own AsyncSession (one unit of work) and may be called
+from many asyncio tasks at once. On SQLite the writers of one Store queue on an asyncio lock
+and each write transaction starts with ``BEGIN IMMEDIATE``; readers run in parallel (WAL).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime
+from collections.abc import Generator
+from types import TracebackType
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import selectinload
+
+from crm_core._base import (
+    StoreBase, TimeLike, call_dto, contact_dto, customer_dto, to_dt, to_epoch,
+)
+from crm_core.analytics import WINDOW_S, Signal, churn_score
+from crm_core.db import create_schema, make_engine
+from crm_core.dto import ContactDTO, Customer360, CustomerDTO
+from crm_core.errors import Conflict, InvalidInput, NotFound
+from crm_core.models import (
+    CHANNELS, DIRECTIONS, Call, Contact, Customer, CustomerPhone, Disposition, utcnow,
+)
+from crm_core.phone import normalize_phone
+from crm_core.seed import SeedMixin
+from crm_core.store_calls import CallLogMixin
+from crm_core.store_staff import StaffMixin
+
+__all__ = ["Store"]
+
+log = logging.getLogger(__name__)
+
+
+class _Opening:
+    """What ``Store.open`` returns: await it, or use it as ``async with``."""
+
+    def __init__(self, url: str, create: bool, schema: str | None) -> None:
+        self._args = (url, create, schema)
+        self._store: Store | None = None
+
+    def __await__(self) -> Generator[Any, None, Store]:
+        return Store._open(*self._args).__await__()
+
+    async def __aenter__(self) -> Store:
+        self._store = await Store._open(*self._args)
+        return self._store
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._store is not None:
+            await self._store.close()
+
+
+class Store(CallLogMixin, StaffMixin, SeedMixin, StoreBase):
+    @classmethod
+    def open(cls, url: str, *, create: bool = True, schema: str | None = None) -> _Opening:
+        """Open a store on ``url``; ``create`` makes missing tables; ``schema`` (PostgreSQL)
+        puts the tables in that schema (created if missing)."""
+        return _Opening(url, create, schema)
+
+    @classmethod
+    async def _open(cls, url: str, create: bool, schema: str | None) -> Store:
+        engine = make_engine(url, schema=schema)
+        try:
+            if create:
+                await create_schema(engine, schema=schema)
+        except Exception:
+            await engine.dispose()
+            raise
+        log.info("CRM store open (%s)", engine.url.render_as_string(hide_password=True))
+        return cls(engine)
+
+    async def close(self) -> None:
+        await self._engine.dispose()
+
+    async def __aenter__(self) -> Store:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- customers ------------------------------------------------------------------------
+
+    async def _customer_where(self, *conditions: Any) -> CustomerDTO | None:
+        stmt = (
+            select(Customer).where(Customer.erased.is_(False), *conditions)
+            .options(selectinload(Customer.phones))
+        )
+        async with self._read() as s:
+            c = (await s.execute(stmt)).scalar_one_or_none()
+            return customer_dto(c) if c is not None else None
+
+    async def find_customer_by_phone(self, raw: str) -> CustomerDTO | None:
+        e164 = normalize_phone(raw)
+        if e164 is None:
+            return None
+        sub = select(CustomerPhone.customer_id).where(CustomerPhone.e164 == e164)
+        return await self._customer_where(Customer.id.in_(sub))
+
+    async def find_customer_by_account(self, account_no: str) -> CustomerDTO | None:
+        return await self._customer_where(Customer.account_no == account_no.strip())
+
+    async def get_customer(self, customer_id: int) -> CustomerDTO | None:
+        return await self._customer_where(Customer.id == customer_id)
+
+    async def search_customers(self, name_prefix: str, limit: int = 20) -> list[CustomerDTO]:
+        """Customers whose name starts with ``name_prefix`` (case-insensitive), by name."""
+        escaped = name_prefix.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        stmt = (
+            select(Customer)
+            .where(Customer.erased.is_(False), func.lower(Customer.name).like(escaped + "%", escape="\\"))
+            .order_by(Customer.name, Customer.id).limit(limit)
+            .options(selectinload(Customer.phones))
+        )
+        async with self._read() as s:
+            return [customer_dto(c) for c in (await s.execute(stmt)).scalars()]
+
+    async def upsert_customer(
+        self,
+        account_no: str,
+        name: str,
+        phones: list[str],
+        email: str | None = None,
+        segment: str | None = None,
+        value_tier: str | None = None,
+        monthly_revenue: float | None = None,
+        account_manager: str | None = None,
+        *,
+        tenure_months: int | None = None,
+    ) -> CustomerDTO:
+        """Create or update the customer with ``account_no``.
+
+        On update, arguments left as ``None`` keep their stored value; ``phones`` (any
+        form, normalised to E.164) replaces the customer's phone set. Raises InvalidInput for
+        an unparseable phone, Conflict for a phone that belongs to another customer.
+        """
+        account_no = account_no.strip()
+        if not account_no or not name.strip():
+            raise InvalidInput("account_no and name must not be empty")
+        numbers: list[str] = []
+        for raw in phones:
+            e164 = normalize_phone(raw)
+            if e164 is None:
+                raise InvalidInput(f"not a phone number: {raw!r}")
+            if e164 not in numbers:
+                numbers.append(e164)
+        given: dict[str, Any] = {
+            "email": email, "segment": segment, "value_tier": value_tier,
+            "monthly_revenue": monthly_revenue, "account_manager": account_manager,
+            "tenure_months": tenure_months,
+        }
+        update = {"name": name, "updated_at": utcnow()}
+        update.update({k: v for k, v in given.items() if v is not None})
+        insert_values = {**given, "monthly_revenue": monthly_revenue or 0.0,
+                         "tenure_months": tenure_months or 0, "name": name}
+        stmt = (
+            self._insert(Customer).values(account_no=account_no, **insert_values)
+            .on_conflict_do_update(index_elements=["account_no"], set_=update)
+            .returning(Customer.id)
+        )
+        async with self._write() as s:
+            cid: int = (await s.execute(stmt)).scalar_one()
+            owners: dict[str, int] = {}
+            if numbers:
+                rows = await s.execute(
+                    select(CustomerPhone.e164, CustomerPhone.customer_id)
+                    .where(CustomerPhone.e164.in_(numbers))
+                )
+                owners = {e164: owner for e164, owner in rows.all()}
+            taken = sorted(n for n, owner in owners.items() if owner != cid)
+            if taken:
+                raise Conflict(f"phone(s) {', '.join(taken)} belong to another customer")
+            await s.execute(delete(CustomerPhone).where(
+                CustomerPhone.customer_id == cid, CustomerPhone.e164.not_in(numbers)
+            ))
+            s.add_all(CustomerPhone(customer_id=cid, e164=n) for n in numbers if n not in owners)
+        dto = await self.get_customer(cid)
+        assert dto is not None
+        return dto
+
+    async def log_contact(
+        self,
+        customer_id: int | None,
+        channel: str,
+        direction: str,
+        at: TimeLike,
+        agent_id: str | None = None,
+        disposition: str | None = None,
+        notes: str | None = None,
+        call_id: str | None = None,
+    ) -> ContactDTO:
+        if channel not in CHANNELS:
+            raise InvalidInput(f"channel must be one of {CHANNELS}, got {channel!r}")
+        if direction not in DIRECTIONS:
+            raise InvalidInput(f"direction must be one of {DIRECTIONS}, got {direction!r}")
+        row = Contact(
+            customer_id=customer_id, channel=channel, direction=direction, at=to_dt(at),
+            agent_id=agent_id, disposition=disposition, notes=notes, call_id=call_id,
+        )
+        async with self._write() as s:
+            s.add(row)
+            await s.flush()
+            return contact_dto(row)
+
+    async def customer_360(
+        self, customer_id: int, contacts: int = 10, calls: int = 10, *,
+        now: TimeLike | None = None,
+    ) -> Customer360:
+        """The customer, the latest contacts and calls (newest first) and a churn score."""
+        customer = await self.get_customer(customer_id)
+        if customer is None:
+            raise NotFound(f"customer {customer_id} not found")
+        now_dt = to_dt(now if now is not None else time.time())
+        assert now_dt is not None
+        since = to_dt(now_dt.timestamp() - WINDOW_S)
+        async with self._read() as s:
+            last_contacts = (await s.execute(
+                select(Contact).where(Contact.customer_id == customer_id)
+                .order_by(Contact.at.desc(), Contact.id.desc()).limit(contacts)
+            )).scalars().all()
+            last_calls = (await s.execute(
+                select(Call).where(Call.customer_id == customer_id)
+                .order_by(Call.arrived_at.desc().nulls_last(), Call.id.desc()).limit(calls)
+            )).scalars().all()
+            recent_calls = (await s.execute(
+                select(Call.call_id, func.coalesce(Call.arrived_at, Call.ended_at),
+                       Call.outcome, Call.disposition)
+                .where(Call.customer_id == customer_id,
+                       func.coalesce(Call.arrived_at, Call.ended_at) >= since)
+            )).all()
+            recent_contacts = (await s.execute(
+                select(Contact.call_id, Contact.at, Contact.disposition)
+                .where(Contact.customer_id == customer_id, Contact.at >= since)
+            )).all()
+            complaint_codes = (await s.execute(
+                select(Disposition.code).where(Disposition.is_complaint.is_(True))
+            )).scalars().all()
+        signals = [Signal(at=_epoch(at), is_call=True, outcome=o, disposition=d)
+                   for _cid, at, o, d in recent_calls if at is not None]
+        call_dispo = {(cid, d) for cid, _at, _o, d in recent_calls}
+        signals += [Signal(at=_epoch(at), is_call=False, outcome=None, disposition=d)
+                    for cid, at, d in recent_contacts if cid is None or (cid, d) not in call_dispo]
+        risk, reasons = churn_score(signals, now_dt.timestamp(), complaint_codes)
+        return Customer360(
+            customer=customer,
+            last_contacts=tuple(contact_dto(c) for c in last_contacts),
+            last_calls=tuple(call_dto(c) for c in last_calls),
+            churn_risk=risk,
+            churn_reasons=reasons,
+        )
+
+
+def _epoch(value: datetime) -> float:
+    epoch = to_epoch(value)
+    assert epoch is not None
+    return epoch

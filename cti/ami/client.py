@@ -1,0 +1,371 @@
+"""Asyncio AMI client: a thin shell around :mod:`cti.ami.protocol`.
+
+* Logs in (plaintext, or MD5 challenge) before sending anything else.
+* ``send_action`` returns the :class:`Response`; list actions (``EventList: start``)
+  collect their events until ``...Complete``.  Each action has a timeout (2 s, 5 s for
+  lists).
+* A dropped link fails every pending action at once with :class:`AmiConnectionLost`.
+  Nothing is replayed after a reconnect: non-idempotent actions (Originate, Redirect,
+  Hangup, Setvar) are the caller's decision to retry.
+* Reconnects with exponential backoff and jitter (capped at 30 s); pings every
+  ``ping_interval``; a peer silent for ``dead_after`` seconds is declared dead.
+* The reader never blocks: events are handed to inline listeners (which must be cheap)
+  right after parsing, so the socket is always drained.
+* ``on_connected`` callbacks run after every successful login (resynchronisation).
+
+Exceptions::
+
+    AmiError (cti.ami.protocol)
+     ├── AmiClientError
+     │    ├── AmiConnectionLost   the link dropped with the action pending
+     │    ├── AmiTimeout          no response in time
+     │    ├── AmiLoginError       Asterisk refused our credentials
+     │    └── AmiNotConnected     no logged-in link right now
+     └── AmiActionError          Response: Error (``.response`` holds it)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from cti.ami.protocol import AmiError, AmiParser, Banner, Fields, Message, format_action
+
+log = logging.getLogger(__name__)
+
+
+class AmiClientError(AmiError):
+    pass
+
+
+class AmiConnectionLost(AmiClientError):
+    pass
+
+
+class AmiTimeout(AmiClientError):
+    pass
+
+
+class AmiLoginError(AmiClientError):
+    pass
+
+
+class AmiNotConnected(AmiClientError):
+    pass
+
+
+class AmiActionError(AmiError):
+    def __init__(self, response: Response) -> None:
+        super().__init__(f"{response.action}: {response.message}")
+        self.response = response
+
+
+@dataclass(slots=True)
+class Response:
+    action: str
+    message_obj: Message
+    events: list[Message] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return (self.message_obj.get("Response") or "").lower() in ("success", "goodbye", "follows")
+
+    @property
+    def message(self) -> str:
+        return self.message_obj.get("Message") or ""
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        return self.message_obj.get(name, default)
+
+
+@dataclass(slots=True)
+class _Pending:
+    action: str
+    future: asyncio.Future[Response]
+    response: Response | None = None
+    is_list: bool = False
+
+
+EventListener = Callable[[Message], None]
+
+
+class AmiClient:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        username: str,
+        secret: str,
+        *,
+        name: str = "default",
+        auth: str = "plain",
+        events: str | None = None,
+        action_timeout: float = 2.0,
+        list_timeout: float = 5.0,
+        ping_interval: float = 5.0,
+        dead_after: float = 20.0,
+        backoff_initial: float = 0.1,
+        backoff_max: float = 30.0,
+    ) -> None:
+        self.host, self.port, self.username = host, port, username
+        self._secret = secret
+        self.name = name
+        self.auth = auth
+        self.events_mask = events
+        self.action_timeout = action_timeout
+        self.list_timeout = list_timeout
+        self.ping_interval = ping_interval
+        self.dead_after = dead_after
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self._ids = itertools.count(1)
+        self._prefix = f"cti-{random.getrandbits(32):08x}-"
+        self._pending: dict[str, _Pending] = {}
+        self._listeners: list[EventListener] = []
+        self._on_connected: list[Callable[[], Awaitable[None]]] = []
+        self._writer: asyncio.StreamWriter | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._logged_in = asyncio.Event()
+        self._stopping = False
+        self._last_rx = 0.0
+        self.connects = 0
+        self.reconnects = 0
+        self.events_received = 0
+        self.listener_errors = 0
+        self.banner: str | None = None
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    def add_listener(self, fn: EventListener) -> None:
+        self._listeners.append(fn)
+
+    def on_connected(self, fn: Callable[[], Awaitable[None]]) -> None:
+        self._on_connected.append(fn)
+
+    @property
+    def connected(self) -> bool:
+        return self._logged_in.is_set()
+
+    async def start(self, wait: bool = True, timeout: float = 10.0) -> None:
+        self._stopping = False
+        self._task = asyncio.create_task(self._run(), name=f"ami-{self.name}")
+        if wait:
+            await self.wait_connected(timeout)
+
+    async def wait_connected(self, timeout: float = 10.0) -> None:
+        try:
+            await asyncio.wait_for(self._logged_in.wait(), timeout)
+        except TimeoutError:
+            raise AmiNotConnected(f"AMI {self.host}:{self.port} not connected after {timeout}s") from None
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._writer is not None and self._logged_in.is_set():
+            try:
+                self._writer.write(format_action("Logoff", self._next_id()))
+            except (ConnectionError, RuntimeError):
+                pass
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        self._drop_link("client stopped")
+
+    async def __aenter__(self) -> AmiClient:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def _next_id(self) -> str:
+        return f"{self._prefix}{next(self._ids)}"
+
+    # -- connection loop --------------------------------------------------------------
+
+    async def _run(self) -> None:
+        delay = self.backoff_initial
+        while not self._stopping:
+            try:
+                await self._session()
+                delay = self.backoff_initial
+            except asyncio.CancelledError:
+                raise
+            except AmiLoginError as e:
+                log.error("AMI login refused: %s", e, extra={"server": self.name})
+            except (OSError, AmiError, EOFError) as e:
+                log.warning("AMI link to %s:%s lost: %s", self.host, self.port, e, extra={"server": self.name})
+            finally:
+                self._drop_link("connection lost")
+            if self._stopping:
+                return
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, self.backoff_max)
+            self.reconnects += 1
+
+    async def _session(self) -> None:
+        reader, writer = await asyncio.open_connection(self.host, self.port)
+        self._writer = writer
+        parser = AmiParser()
+        self._last_rx = time.monotonic()
+        reader_task = asyncio.create_task(self._read_loop(reader, parser))
+        try:
+            await self._login()
+            self.connects += 1
+            self._logged_in.set()
+            log.info("AMI connected", extra={"server": self.name, "host": self.host, "port": self.port})
+            for fn in self._on_connected:
+                asyncio.create_task(self._run_hook(fn))
+            await self._keepalive(reader_task)
+        finally:
+            reader_task.cancel()
+            await asyncio.gather(reader_task, return_exceptions=True)
+
+    async def _run_hook(self, fn: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await fn()
+        except AmiError as e:
+            log.warning("AMI on-connect hook failed: %s", e)
+        except Exception:
+            log.exception("AMI on-connect hook failed")
+
+    async def _keepalive(self, reader_task: asyncio.Task[None]) -> None:
+        while True:
+            done, _ = await asyncio.wait({reader_task}, timeout=self.ping_interval)
+            if done:
+                exc = reader_task.exception()
+                if exc:
+                    raise exc
+                raise AmiConnectionLost("EOF from Asterisk")
+            if time.monotonic() - self._last_rx > self.dead_after:
+                raise AmiConnectionLost(f"no data from Asterisk for {self.dead_after}s")
+            try:
+                await self.send_action("Ping", timeout=self.action_timeout)
+            except AmiTimeout:
+                pass  # the silence check above decides
+
+    async def _read_loop(self, reader: asyncio.StreamReader, parser: AmiParser) -> None:
+        while True:
+            data = await reader.read(65536)
+            if not data:
+                raise AmiConnectionLost("EOF from Asterisk")
+            self._last_rx = time.monotonic()
+            for msg in parser.feed(data):
+                if isinstance(msg, Banner):
+                    self.banner = msg.text
+                    continue
+                self._dispatch(msg)
+
+    async def _login(self) -> None:
+        fields: dict[str, object] = {"Username": self.username}
+        if self.auth == "md5":
+            r = await self._raw_action("Challenge", {"AuthType": "MD5"})
+            challenge = r.get("Challenge") or ""
+            fields["AuthType"] = "MD5"
+            fields["Key"] = hashlib.md5((challenge + self._secret).encode()).hexdigest()
+        else:
+            fields["Secret"] = self._secret
+        if self.events_mask is not None:
+            fields["Events"] = self.events_mask
+        try:
+            r = await self._raw_action("Login", fields, timeout=max(self.action_timeout, 3.0))
+        except AmiActionError as e:
+            raise AmiLoginError(e.response.message or "Authentication failed") from None
+
+    def _drop_link(self, why: str) -> None:
+        self._logged_in.clear()
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        pending, self._pending = self._pending, {}
+        for p in pending.values():
+            if not p.future.done():
+                p.future.set_exception(AmiConnectionLost(f"{p.action}: {why}"))
+
+    # -- actions ----------------------------------------------------------------------
+
+    async def send_action(self, action: str, fields: Fields | None = None, *,
+                          timeout: float | None = None, check: bool = False) -> Response:
+        """Send an action on the logged-in link; ``check`` raises on ``Response: Error``."""
+        if not self._logged_in.is_set():
+            raise AmiNotConnected(f"{action}: AMI not connected")
+        r = await self._raw_action(action, fields, timeout=timeout)
+        if check and not r.ok:
+            raise AmiActionError(r)
+        return r
+
+    async def _raw_action(self, action: str, fields: Fields | None = None, *,
+                          timeout: float | None = None) -> Response:
+        writer = self._writer
+        if writer is None:
+            raise AmiNotConnected(f"{action}: AMI not connected")
+        aid = self._next_id()
+        data = format_action(action, aid, fields)  # injection check before anything is queued
+        fut: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        self._pending[aid] = _Pending(action, fut)
+        writer.write(data)
+        try:
+            return await self._await(fut, aid, self.action_timeout if timeout is None else timeout)
+        finally:
+            self._pending.pop(aid, None)
+
+    async def _await(self, fut: asyncio.Future[Response], aid: str, limit: float) -> Response:
+        try:
+            r = await asyncio.wait_for(fut, limit)
+        except TimeoutError:
+            p = self._pending.get(aid)
+            if p is not None and p.is_list:
+                # a list answered "will follow": give it the list timeout in total
+                try:
+                    return await asyncio.wait_for(fut, max(self.list_timeout - limit, 0.1))
+                except TimeoutError:
+                    pass
+            raise AmiTimeout(f"no response to {aid} within the timeout") from None
+        if r.message_obj.get("Response", "").lower() == "error" and r.action == "Login":
+            raise AmiActionError(r)
+        return r
+
+    def _dispatch(self, msg: Message) -> None:
+        aid = msg.get("ActionID")
+        p = self._pending.get(aid) if aid else None
+        if p is not None:
+            if msg.is_response:
+                resp = Response(p.action, msg)
+                if (msg.get("EventList") or "").lower() == "start":
+                    p.response, p.is_list = resp, True
+                elif not p.future.done():
+                    p.future.set_result(resp)
+                return
+            if msg.is_event and p.is_list and p.response is not None:
+                if (msg.get("EventList") or "").lower() == "complete":
+                    if not p.future.done():
+                        p.future.set_result(p.response)
+                else:
+                    p.response.events.append(msg)
+                return
+        if msg.is_event:
+            self.events_received += 1
+            for fn in self._listeners:
+                try:
+                    fn(msg)
+                except Exception:
+                    self.listener_errors += 1
+                    log.exception("AMI event listener failed", extra={"event": msg.name})
+
+    # -- convenience for call control -------------------------------------------------
+
+    async def redirect(self, channel: str, context: str, exten: str, priority: int = 1) -> None:
+        await self.send_action("Redirect", {"Channel": channel, "Context": context, "Exten": exten,
+                                            "Priority": priority}, check=True)
+
+    async def hangup(self, channel: str, cause: int = 16) -> None:
+        await self.send_action("Hangup", {"Channel": channel, "Cause": cause}, check=True)
+
+    async def setvar(self, channel: str, variable: str, value: str) -> None:
+        await self.send_action("Setvar", {"Channel": channel, "Variable": variable, "Value": value}, check=True)

@@ -1,0 +1,199 @@
+"""Composition root: wires the Asterisk link, IVR, ACD, web edge and CRM store.
+
+Nothing imports this module; only ``cti.cli`` uses it.  Start order: store, bus, ACD,
+call-log writer, FastAGI server, web server; then the AMI link (``connect_ami``), whose
+every (re)connect triggers a resynchronisation of the live calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from acd.calllog import CallLogWriter
+from acd.distributor import Distributor
+from acd.model import Agent, QueueConfig
+from acd.offer import HoldHandler, OfferHandler
+from acd.stats import StatsFold
+from crm_core.store import Store
+from cti import dialplan as dp
+from cti.agi.server import FastAgiServer
+from cti.agi.session import AgiSession
+from cti.ami.client import AmiClient
+from cti.ami.protocol import Message
+from cti.bus import Bus
+from cti.calls import CallTracker
+from cti.domain import CallQueued, DomainEvent
+from cti.settings import Settings
+from ivr.flow import load_flows
+from ivr.runner import IvrRunner
+from screen_pop.deps import WebDeps
+from screen_pop.web import build_app
+
+log = logging.getLogger(__name__)
+
+
+class CtiApp:
+    def __init__(self, settings: Settings, *, db_url: str | None = None,
+                 agent_passwords: dict[str, str] | None = None) -> None:
+        self.settings = settings
+        self.db_url = db_url or settings.database.url
+        self.agent_passwords = agent_passwords or {}
+        self.bus = Bus()
+        self.tracker = CallTracker(settings.ami.name)
+        self.stats = StatsFold()
+        self.store: Store | None = None
+        self.ami: AmiClient | None = None
+        self.agi: FastAgiServer | None = None
+        self.distributor: Distributor | None = None
+        self.calllog: CallLogWriter | None = None
+        self._runner: web.AppRunner | None = None
+        self.http_port = settings.http.port
+        self.resyncs: list[float] = []  # ms per resync
+        self._bus_stats_types: tuple[type[DomainEvent], ...] = ()
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    async def start(self, *, http_port: int | None = None, agi_port: int | None = None) -> None:
+        s = self.settings
+        self.store = await Store.open(self.db_url)
+        agents = [Agent(a.id, a.name, a.id, dict(a.skills)) for a in s.agents]
+        for a in s.agents:
+            await self.store.upsert_agent(a.id, a.name, a.id, dict(a.skills))
+            pw = self.agent_passwords.get(a.id) or a.password
+            if pw:
+                await self.store.create_user(f"agent{a.id}", pw, "agent", agent_id=a.id)
+        queues = {name: QueueConfig(name, tuple(q.skills), q.ring_timeout_s, q.wrap_up_s, q.record,
+                                    q.max_wait_s) for name, q in s.queues.items()}
+        self.distributor = Distributor(self.bus, _LateCallControl(self), queues, agents)
+        await self.distributor.start()
+        self.calllog = CallLogWriter(self.bus, self.store)
+        await self.calllog.start()
+        for et in _stats_types():
+            self.bus.on(et, self.stats.apply)
+
+        flows = load_flows(Path(s.ivr.flows_dir))
+        default_q = queues.get(s.acd.default_queue)
+        self.ivr = IvrRunner(flows, self.bus, self.store)
+        self.agi = FastAgiServer(host=s.agi.bind_host, port=s.agi.port if agi_port is None else agi_port,
+                                 max_sessions=s.agi.max_sessions, command_timeout=s.agi.command_timeout_s,
+                                 fallback=self._agi_fallback)
+        self.agi.route(dp.SCRIPT_IVR_PREFIX, self._run_ivr)
+        self.agi.route(dp.SCRIPT_HOLD, HoldHandler())
+        self.agi.route(dp.SCRIPT_OFFER_PREFIX, OfferHandler(self.distributor))
+        await self.agi.start()
+        self._default_queue = default_q
+
+        deps = WebDeps(bus=self.bus, auth=self.store, customers=self.store, acd=self.distributor)
+        app = build_app(deps, allowed_origins=list(s.http.allowed_origins))
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, s.http.bind_host, s.http.port if http_port is None else http_port)
+        await site.start()
+        server = getattr(site, "_server", None)
+        if server is not None and server.sockets:
+            self.http_port = server.sockets[0].getsockname()[1]
+        log.info("cti started", extra={"http_port": self.http_port, "agi_port": self.agi.port})
+
+    async def connect_ami(self, host: str | None = None, port: int | None = None) -> None:
+        s = self.settings.ami
+        self.ami = AmiClient(host or s.host, port or s.port, s.username, s.secret.get_secret_value(), name=s.name,
+                             auth=s.auth, events=s.events)
+        self.ami.add_listener(self._on_ami_event)
+        self.ami.on_connected(self._resync)
+        await self.ami.start()
+
+    async def stop(self) -> None:
+        if self.ami:
+            await self.ami.stop()
+        if self.agi:
+            await self.agi.stop()
+        if self.distributor:
+            await self.distributor.stop()
+        if self._runner:
+            await self._runner.cleanup()
+        if self.calllog:
+            await self.calllog.stop()
+        if self.store:
+            await self.store.close()
+
+    async def __aenter__(self) -> CtiApp:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- wiring -----------------------------------------------------------------------
+
+    def _on_ami_event(self, msg: Message) -> None:
+        for ev in self.tracker.feed(msg):
+            self.bus.publish(ev)
+
+    async def _resync(self) -> None:
+        assert self.ami is not None
+        t0 = time.perf_counter()
+        known = self.tracker.resync_begin()
+        r = await self.ami.send_action("CoreShowChannels", timeout=5.0)
+        for ev in self.tracker.resync(r.events, known):
+            self.bus.publish(ev)
+        self.resyncs.append((time.perf_counter() - t0) * 1000)
+
+    async def _run_ivr(self, session: AgiSession) -> None:
+        flow = session.environment.script[len(dp.SCRIPT_IVR_PREFIX):] or self.settings.ivr.default_flow
+        await self.ivr.run(session, flow)
+
+    async def _agi_fallback(self, session: AgiSession, error: BaseException | None) -> None:
+        """A failed IVR still sends the caller to the default queue (never silence)."""
+        if not session.environment.script.startswith(dp.SCRIPT_IVR_PREFIX):
+            return
+        q = self._default_queue
+        if q is None:
+            return
+        cti_call_id = await session.get_variable(dp.VAR_CALL_ID) or ""
+        env = session.env
+        self.bus.publish(CallQueued(
+            env.get("agi_uniqueid", ""), cti_call_id, session.channel, q.name, tuple(q.skills), 0,
+            env.get("agi_callerid", ""), env.get("agi_calleridname", ""), None, ("fallback",), "",
+            time.time()))
+        await session.set_variable(dp.VAR_NEXT, dp.NEXT_QUEUE)
+
+    async def call_control_redirect(self, channel: str, context: str, exten: str, priority: int) -> None:
+        if self.ami is None:
+            raise RuntimeError("AMI not connected")
+        await self.ami.redirect(channel, context, exten, priority)
+
+    def snapshot(self) -> dict[str, Any]:
+        assert self.distributor is not None
+        return self.distributor.snapshot()
+
+
+class _LateCallControl:
+    """Call control bound to the app's AMI client, which connects after the ACD starts."""
+
+    def __init__(self, app: CtiApp) -> None:
+        self.app = app
+
+    async def redirect(self, channel: str, context: str, exten: str, priority: int = 1) -> None:
+        await self.app.call_control_redirect(channel, context, exten, priority)
+
+
+def _stats_types() -> Iterable[type[DomainEvent]]:
+    from cti import domain as d
+
+    return (d.CallQueued, d.CallOffered, d.CallAnswered, d.CallAbandoned, d.AgentStateChanged, d.CallEnded)
+
+
+async def wait_until(pred: Any, timeout: float, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        await asyncio.sleep(interval)
+    return bool(pred())

@@ -1,0 +1,320 @@
+"""The ``cti`` command: ``serve``, ``demo``, ``simulate``.
+
+Every command takes ``--config PATH``; environment variables override the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import secrets
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from cti.settings import AgentSettings, Settings, SettingsError, load_settings
+
+log = logging.getLogger("cti")
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "cti.toml"
+
+
+class JsonFormatter(logging.Formatter):
+    _skip = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        d: dict[str, Any] = {"ts": round(record.created, 3), "level": record.levelname,
+                             "logger": record.name, "msg": record.getMessage()}
+        for k, v in vars(record).items():
+            if k not in self._skip:
+                d[k] = v
+        if record.exc_info:
+            d["exc"] = self.formatException(record.exc_info)
+        return json.dumps(d, default=str)
+
+
+def setup_logging(settings: Settings, quiet: bool = False) -> None:
+    h = logging.StreamHandler(sys.stderr)
+    h.setFormatter(JsonFormatter() if settings.log.json_ else logging.Formatter("%(levelname)s %(name)s %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [h]
+    root.setLevel("WARNING" if quiet else settings.log.level)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _load(path: str | None) -> Settings:
+    p = Path(path) if path else (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
+    return load_settings(p)
+
+
+def _sim_agents(settings: Settings, n: int) -> list[AgentSettings]:
+    agents = list(settings.agents)[:n]
+    skills = list(settings.skills)
+    i = 0
+    while len(agents) < n:
+        aid = str(2001 + i)
+        agents.append(AgentSettings(id=aid, name=f"Bot {aid}", skills={s: 5 for s in skills}))
+        i += 1
+    return agents
+
+
+# -- simulate -------------------------------------------------------------------------------
+
+
+async def run_simulation(settings: Settings, *, calls: int | None, rate: float, agents: int,
+                         db: str | None, ami_drops: int = 0, progress: bool = False,
+                         until_stopped: asyncio.Event | None = None) -> dict[str, Any]:
+    from cti.app import CtiApp
+    from cti.sim.actors import AgentPhone, Caller
+    from cti.sim.agent_bot import AgentBot
+    from cti.sim.core import AsteriskSim, SimConfig
+
+    sim_s = settings.sim
+    tf = sim_s.time_factor
+    http_port = _free_port()
+    base = f"http://127.0.0.1:{http_port}"
+    ags = _sim_agents(settings, agents)
+    queues = {k: q.model_copy(update={"wrap_up_s": q.wrap_up_s * tf}) for k, q in settings.queues.items()}
+    settings = settings.model_copy(update={
+        "agents": ags, "queues": queues,
+        "http": settings.http.model_copy(update={"port": http_port, "public_url": base,
+                                                 "allowed_origins": [base]}),
+    })
+    passwords = {a.id: secrets.token_urlsafe(12) for a in ags}
+    db_url = f"sqlite+aiosqlite:///{db}" if db else settings.database.url
+    app = CtiApp(settings, db_url=db_url, agent_passwords=passwords)
+    await app.start(agi_port=0)
+    assert app.agi is not None and app.distributor is not None and app.calllog is not None
+    phones = tuple(AgentPhone(ext=a.id, behaviour="answer", ring_s=sim_s.answer_after_s, talk_s=sim_s.talk_s)
+                   for a in ags)
+    sim = AsteriskSim(SimConfig(agi_port=app.agi.port, time_factor=tf, phones=phones,
+                                users={settings.ami.username: (settings.ami.secret.get_secret_value(),
+                                                               frozenset({"call", "dialplan", "user", "agent", "reporting"}),
+                                                               frozenset({"call", "originate", "reporting"}))}))
+    bots: list[AgentBot] = []
+    t_start = time.monotonic()
+    async with sim:
+        await app.connect_ami("127.0.0.1", sim.ami_port)
+        for a in ags:
+            bot = AgentBot(base, f"agent{a.id}", passwords[a.id], a.id, origin=base)
+            await bot.start()
+            bots.append(bot)
+        await asyncio.gather(*(asyncio.wait_for(b.connected.wait(), 10) for b in bots))
+        await asyncio.sleep(0.2)
+        rng = random.Random(7)
+        choices = ["1", "2"]
+
+        def caller(i: int) -> Caller:
+            num = f"555{1000 + (i % 80):04d}"
+            patience = rng.uniform(0.5, 2.0) * sim_s.patience_s
+            return Caller(number=num, name=f"Caller {i}", digits_plan=((2.5, rng.choice(choices)),),
+                          patience_s=patience, talk_s=rng.uniform(0.5, 1.5) * sim_s.talk_s)
+
+        drops: asyncio.Task[None] | None = None
+        if ami_drops and calls:
+            async def chaos() -> None:
+                span = calls / rate
+                for _ in range(ami_drops):
+                    await asyncio.sleep(span / (ami_drops + 1))
+                    sim.drop_ami_clients()
+            drops = asyncio.create_task(chaos())
+        if calls is None:
+            assert until_stopped is not None
+            traffic = asyncio.create_task(_endless(sim, rate, caller))
+            await until_stopped.wait()
+            traffic.cancel()
+            await asyncio.gather(traffic, return_exceptions=True)
+            records = list(sim.record.values())
+        else:
+            records = await sim.run_traffic(calls, rate, caller)
+        if drops:
+            await drops
+        elapsed = time.monotonic() - t_start
+        await app.ami.wait_connected(10) if app.ami else None
+        await app.distributor.settle()
+        await asyncio.sleep(0.3)
+        await app.calllog.drain()
+        for b in bots:
+            await b.stop()
+    result = await _figures(app, records, bots, elapsed)
+    await app.stop()
+    return result
+
+
+async def _endless(sim: Any, rate: float, caller: Any) -> None:
+    i = 0
+    while True:
+        await sim.place_call(caller(i))
+        i += 1
+        await asyncio.sleep(random.expovariate(rate))
+
+
+def _pct(xs: list[float], p: float) -> float | None:
+    if not xs:
+        return None
+    s = sorted(xs)
+    return round(s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))], 2)
+
+
+async def _figures(app: Any, records: list[Any], bots: list[Any], elapsed: float) -> dict[str, Any]:
+    store = app.store
+    answered = [r for r in records if r.answered_by]
+    abandoned = [r for r in records if not r.answered_by]
+    problems: list[str] = []
+    pops_by_call: dict[str, set[str]] = {}
+    for b in bots:
+        for p in b.pops:
+            pops_by_call.setdefault(p["call_id"], set()).add(b.agent_id)
+    logs = 0
+    for r in records:
+        row = await store.get_call(app.tracker.call_id(r.linkedid))
+        if row is None:
+            problems.append(f"call {r.linkedid}: no call log")
+            continue
+        logs += 1
+        if row.ended_at is None:
+            problems.append(f"call {r.linkedid}: call log not closed")
+        if r.answered_by:
+            cid = app.tracker.call_id(r.linkedid)
+            if r.answered_by not in pops_by_call.get(cid, set()):
+                problems.append(f"call {r.linkedid}: answered by {r.answered_by} without a pop")
+            if row.outcome != "answered":
+                problems.append(f"call {r.linkedid}: answered but logged {row.outcome}")
+        elif row.outcome == "answered":
+            problems.append(f"call {r.linkedid}: not answered but logged answered")
+    total_rows = await store.count_calls()
+    if total_rows != len(records):
+        problems.append(f"{total_rows} call logs for {len(records)} calls")
+    lat = [x for b in bots for x in b.latencies_ms]
+    return {
+        "calls": len(records),
+        "answered": len(answered),
+        "abandoned": len(abandoned),
+        "call_logs": total_rows,
+        "pops": sum(len(b.pops) for b in bots),
+        "pop_latency_ms": {"p50": _pct(lat, 50), "p99": _pct(lat, 99), "max": _pct(lat, 100)},
+        "calls_per_s": round(len(records) / elapsed, 2) if elapsed else None,
+        "elapsed_s": round(elapsed, 2),
+        "ami_reconnects": app.ami.reconnects if app.ami else 0,
+        "resync_ms_max": round(max(app.resyncs), 2) if app.resyncs else 0.0,
+        "agi_sessions": app.agi.sessions_total,
+        "bot_errors": sum(len(b.errors) for b in bots),
+        "consistent": not problems,
+        "problems": problems[:20],
+    }
+
+
+# -- commands -------------------------------------------------------------------------------
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    settings = _load(args.config)
+    setup_logging(settings, quiet=True)
+    if args.rate <= 0 or args.calls <= 0 or args.agents <= 0:
+        print("cti simulate: --calls, --rate and --agents must be > 0", file=sys.stderr)
+        return 2
+    res = asyncio.run(run_simulation(settings, calls=args.calls, rate=args.rate, agents=args.agents,
+                                     db=args.db, ami_drops=args.ami_drops))
+    if args.json:
+        print(json.dumps(res))
+    else:
+        for k, v in res.items():
+            print(f"{k}: {v}")
+    return 0 if res["consistent"] and res["answered"] + res["abandoned"] == res["calls"] else 1
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    settings = _load(args.config)
+    setup_logging(settings, quiet=False)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        demo_settings = settings.model_copy(update={"sim": settings.sim.model_copy(
+            update={"time_factor": max(settings.sim.time_factor, 0.2)})})
+        task = asyncio.create_task(run_simulation(demo_settings, calls=None, rate=args.rate,
+                                                  agents=args.agents, db=args.db, until_stopped=stop))
+        await asyncio.sleep(1.5)
+        print("cti demo running on the built-in Asterisk simulator (Ctrl-C to stop)", flush=True)
+        print("  agent desktop: http://127.0.0.1:<port>/agent  (see the log line 'cti started')", flush=True)
+        res = await task
+        print(json.dumps(res), flush=True)
+
+    asyncio.run(main())
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    settings = _load(args.config)
+    setup_logging(settings)
+    from cti.app import CtiApp
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        app = CtiApp(settings)
+        await app.start()
+        await app.connect_ami()
+        print(f"cti serving: agent desktop {settings.http.public_url}/agent", flush=True)
+        await stop.wait()
+        await app.stop()
+
+    asyncio.run(main())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cti", description="CTI call-center backend on Asterisk")
+    p.add_argument("--config", help="path to cti.toml (default: config/cti.toml)")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("serve", help="run against a real Asterisk")
+    s.set_defaults(fn=cmd_serve)
+    d = sub.add_parser("demo", help="run everything on the built-in simulator until Ctrl-C")
+    d.add_argument("--rate", type=float, default=0.5)
+    d.add_argument("--agents", type=int, default=6)
+    d.add_argument("--db", default=None, help="SQLite file (default: database.url)")
+    d.set_defaults(fn=cmd_demo)
+    m = sub.add_parser("simulate", help="a finite measured run on the simulator")
+    m.add_argument("--calls", type=int, default=50)
+    m.add_argument("--rate", type=float, default=10.0)
+    m.add_argument("--agents", type=int, default=10)
+    m.add_argument("--db", default=None)
+    m.add_argument("--ami-drops", type=int, default=0)
+    m.add_argument("--json", action="store_true")
+    m.set_defaults(fn=cmd_simulate)
+    for sp in (s, d, m):
+        sp.add_argument("--config", default=argparse.SUPPRESS, help="path to cti.toml")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.fn(args))
+    except SettingsError as e:
+        print(f"cti: configuration error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,340 @@
+"""Typed, layered settings for the CTI backend.
+
+Layers, lowest to highest precedence: code defaults < TOML file < environment
+variables.  Everything is validated by pydantic (strict types, unknown keys
+rejected) and every failure is raised as :class:`SettingsError`, whose message
+names the source (file or environment variable), the key path
+(``queues.sales.ring_timeout_s``, ``agents[3].id``) and the reason.
+
+The only I/O is reading the TOML file.  A relative sqlite path in
+``database.url`` is left as is (it resolves against the current directory).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+__all__ = [
+    "ENV_VARS",
+    "AcdSettings",
+    "AgentSettings",
+    "AgiSettings",
+    "AmiSettings",
+    "DatabaseSettings",
+    "HttpSettings",
+    "IvrSettings",
+    "LogSettings",
+    "QueueSettings",
+    "Settings",
+    "SettingsError",
+    "SimSettings",
+    "load_settings",
+]
+
+REDACTED = "***"
+
+
+class SettingsError(Exception):
+    """Invalid configuration. ``source`` is the file or env variable, ``key`` the key path."""
+
+    def __init__(self, source: str, key: str | None, reason: str) -> None:
+        self.source = source
+        self.key = key
+        self.reason = reason
+        where = f"{source}: {key}" if key else source
+        super().__init__(f"{where}: {reason}")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+PositiveInt = Annotated[int, Field(gt=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+NonNegFloat = Annotated[float, Field(ge=0)]
+Proficiency = Annotated[int, Field(ge=1, le=10)]
+Name = Annotated[str, Field(min_length=1)]
+
+
+class AmiSettings(_Model):
+    host: Name = "127.0.0.1"
+    port: Port = 5038
+    username: Name = "ctilp"
+    secret: SecretStr = SecretStr("")
+    auth: Literal["plain", "md5"] = "plain"
+    events: str | None = None
+    name: Name = "default"
+
+
+class AgiSettings(_Model):
+    bind_host: Name = "127.0.0.1"
+    port: Port = 4573
+    max_sessions: PositiveInt = 2000
+    command_timeout_s: PositiveFloat = 60
+
+
+class HttpSettings(_Model):
+    bind_host: Name = "127.0.0.1"
+    port: Port = 8080
+    public_url: Annotated[str, Field(pattern=r"^https?://\S+$")] = "http://127.0.0.1:8080"
+    allowed_origins: list[Name] = Field(default_factory=lambda data: [data["public_url"]])
+
+
+class DatabaseSettings(_Model):
+    url: Name = "sqlite+aiosqlite:///var/cti.db"
+
+
+class AcdSettings(_Model):
+    default_queue: Name = "support"
+    wrap_up_s: NonNegFloat = 5.0
+    ring_timeout_s: PositiveInt = 15
+    record: bool = False
+
+
+class QueueSettings(_Model):
+    skills: Annotated[list[Name], Field(min_length=1)]
+    ring_timeout_s: PositiveInt = 15
+    wrap_up_s: NonNegFloat = 5.0
+    record: bool = False
+    max_wait_s: PositiveFloat = 600.0
+
+
+class AgentSettings(_Model):
+    id: Annotated[str, Field(pattern=r"^[0-9]+$")]
+    name: Name
+    skills: Annotated[dict[str, Proficiency], Field(min_length=1)]
+    password: str = ""
+
+
+class IvrSettings(_Model):
+    flows_dir: Name = "config/ivr"
+    default_flow: Name = "main"
+
+
+class SimSettings(_Model):
+    time_factor: PositiveFloat = 0.05  # simulated seconds -> wall seconds
+    agents: Annotated[int, Field(ge=0)] = 10
+    call_rate: NonNegFloat = 1.0  # calls per simulated second (Poisson)
+    answer_after_s: NonNegFloat = 2.0
+    talk_s: PositiveFloat = 20.0  # mean talk time
+    patience_s: PositiveFloat = 60.0  # mean caller patience before abandon
+    wrap_up_s: NonNegFloat = 5.0
+    duration_s: PositiveFloat | None = None  # None: run until stopped
+    seed: int | None = None  # None: non-deterministic
+
+
+class LogSettings(_Model):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    json_: bool = Field(default=True, alias="json")
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, v: Any) -> Any:
+        return v.upper() if isinstance(v, str) else v
+
+    @property
+    def json(self) -> bool:  # type: ignore[override]
+        return self.json_
+
+
+def _default_queues() -> dict[str, QueueSettings]:
+    return {
+        "sales": QueueSettings(skills=["sales"]),
+        "support": QueueSettings(skills=["support"]),
+    }
+
+
+class Settings(_Model):
+    skills: list[Name] = Field(default_factory=lambda: ["sales", "support"])
+    ami: AmiSettings = Field(default_factory=AmiSettings)
+    agi: AgiSettings = Field(default_factory=AgiSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    acd: AcdSettings = Field(default_factory=AcdSettings)
+    queues: dict[Name, QueueSettings] = Field(default_factory=_default_queues)
+    agents: list[AgentSettings] = Field(default_factory=list)
+    ivr: IvrSettings = Field(default_factory=IvrSettings)
+    sim: SimSettings = Field(default_factory=SimSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+
+    @model_validator(mode="after")
+    def _cross_check(self) -> Settings:
+        # Raised as SettingsError (not ValueError) so pydantic lets it through
+        # untouched; load_settings() re-labels it with the file name.
+        known = set(self.skills)
+        seen_skills: set[str] = set()
+        for i, s in enumerate(self.skills):
+            if s in seen_skills:
+                raise SettingsError("<settings>", f"skills[{i}]", f"duplicate skill {s!r}")
+            seen_skills.add(s)
+        for qname, q in self.queues.items():
+            for i, s in enumerate(q.skills):
+                if s not in known:
+                    raise SettingsError(
+                        "<settings>", f"queues.{qname}.skills[{i}]",
+                        f"unknown skill {s!r} (not in top-level skills {sorted(known)})",
+                    )
+        seen_ids: dict[str, int] = {}
+        for i, a in enumerate(self.agents):
+            if a.id in seen_ids:
+                raise SettingsError(
+                    "<settings>", f"agents[{i}].id",
+                    f"duplicate agent id {a.id!r} (also agents[{seen_ids[a.id]}].id)",
+                )
+            seen_ids[a.id] = i
+            for s in a.skills:
+                if s not in known:
+                    raise SettingsError(
+                        "<settings>", f"agents[{i}].skills.{s}",
+                        f"unknown skill {s!r} (not in top-level skills {sorted(known)})",
+                    )
+        if self.queues and self.acd.default_queue not in self.queues:
+            raise SettingsError(
+                "<settings>", "acd.default_queue",
+                f"unknown queue {self.acd.default_queue!r} (queues: {sorted(self.queues)})",
+            )
+        return self
+
+    def queue(self, name: str) -> QueueSettings:
+        return self.queues[name]
+
+    def redacted(self) -> dict[str, Any]:
+        """Plain dict for logging: secrets become "***" (empty secrets stay "")."""
+        data = self.model_dump(mode="python", by_alias=True)
+        secret = self.ami.secret.get_secret_value()
+        data["ami"]["secret"] = REDACTED if secret else ""
+        for agent in data["agents"]:
+            if agent["password"]:
+                agent["password"] = REDACTED
+        data["database"]["url"] = _redact_url(self.database.url)
+        return data
+
+
+def _redact_url(url: str) -> str:
+    return re.sub(r"(://[^:/@]*:)[^@/]*@", rf"\g<1>{REDACTED}@", url)
+
+
+# --- environment overrides ---------------------------------------------------
+
+# variable -> (key path, is_int)
+ENV_VARS: dict[str, tuple[tuple[str, ...], bool]] = {
+    "CTI_DATABASE_URL": (("database", "url"), False),
+    "CTI_AMI_HOST": (("ami", "host"), False),
+    "CTI_AMI_PORT": (("ami", "port"), True),
+    "CTI_AMI_USERNAME": (("ami", "username"), False),
+    "CTI_AMI_SECRET": (("ami", "secret"), False),
+    "CTI_AGI_PORT": (("agi", "port"), True),
+    "CTI_HTTP_PORT": (("http", "port"), True),
+    "CTI_HTTP_PUBLIC_URL": (("http", "public_url"), False),
+    "CTI_LOG_LEVEL": (("log", "level"), False),
+}
+
+
+def _dotted(loc: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _reason(err: Mapping[str, Any]) -> str:
+    t, ctx = err["type"], err.get("ctx") or {}
+    inp = err.get("input")
+    simple = {
+        "greater_than": lambda: f"must be > {ctx['gt']}",
+        "greater_than_equal": lambda: f"must be >= {ctx['ge']}",
+        "less_than": lambda: f"must be < {ctx['lt']}",
+        "less_than_equal": lambda: f"must be <= {ctx['le']}",
+        "extra_forbidden": lambda: "unknown key",
+        "missing": lambda: "required key is missing",
+        "string_pattern_mismatch": lambda: f"{inp!r} does not match pattern {ctx['pattern']!r}",
+        "too_short": lambda: f"must have at least {ctx.get('min_length')} item(s)"
+        if not isinstance(inp, str) else "must not be empty",
+        "string_too_short": lambda: "must not be empty",
+    }
+    if t in simple:
+        return simple[t]()
+    msg = err["msg"]
+    if t.endswith("_type") or t.endswith("_parsing"):
+        return f"wrong type: {msg[0].lower() + msg[1:]}, got {type(inp).__name__} {inp!r}"
+    return f"{msg[0].lower() + msg[1:]} (got {inp!r})"
+
+
+def _set(d: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    for p in path[:-1]:
+        sub = d.get(p)
+        if not isinstance(sub, dict):
+            sub = d[p] = {}
+        d = sub
+    d[path[-1]] = value
+
+
+def load_settings(
+    path: str | Path | None = None, env: Mapping[str, str] | None = None
+) -> Settings:
+    """Defaults < TOML file at ``path`` (if any) < ``env`` (default ``os.environ``)."""
+    if env is None:
+        env = os.environ
+    source = "<defaults>"
+    data: dict[str, Any] = {}
+    if path is not None:
+        source = str(path)
+        try:
+            with open(path, "rb") as f:
+                data = tomllib.load(f)
+        except FileNotFoundError:
+            raise SettingsError(source, None, "file not found") from None
+        except tomllib.TOMLDecodeError as e:
+            raise SettingsError(source, None, f"TOML syntax error: {e}") from None
+        except OSError as e:
+            raise SettingsError(source, None, f"cannot read file: {e}") from None
+
+    env_keys: dict[str, str] = {}  # dotted key -> variable
+    for var, (key, is_int) in ENV_VARS.items():
+        raw = env.get(var)
+        if raw is None:
+            continue
+        value: Any = raw
+        if is_int:
+            try:
+                value = int(raw.strip())
+            except ValueError:
+                raise SettingsError(
+                    f"environment variable {var}", ".".join(key),
+                    f"must be an integer, got {raw!r}",
+                ) from None
+        _set(data, key, value)
+        env_keys[".".join(key)] = var
+
+    try:
+        return Settings.model_validate(data)
+    except SettingsError as e:
+        raise SettingsError(source, e.key, e.reason) from None
+    except ValidationError as e:
+        err = e.errors(include_url=False)[0]
+        key = _dotted(err["loc"])
+        if key == "log.json_":
+            key = "log.json"
+        src = f"environment variable {env_keys[key]}" if key in env_keys else source
+        raise SettingsError(src, key, _reason(err)) from None
