@@ -75,7 +75,9 @@ def _sim_agents(settings: Settings, n: int) -> list[AgentSettings]:
 
 async def run_simulation(settings: Settings, *, calls: int | None, rate: float, agents: int,
                          db: str | None, ami_drops: int = 0, progress: bool = False,
-                         until_stopped: asyncio.Event | None = None) -> dict[str, Any]:
+                         until_stopped: asyncio.Event | None = None,
+                         capture: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run the whole system on the simulator; ``capture`` receives the records and bots."""
     from cti.app import CtiApp
     from cti.sim.actors import AgentPhone, Caller
     from cti.sim.agent_bot import AgentBot
@@ -109,7 +111,7 @@ async def run_simulation(settings: Settings, *, calls: int | None, rate: float, 
         await app.connect_ami("127.0.0.1", sim.ami_port)
         for a in ags:
             bot = AgentBot(base, f"agent{a.id}", passwords[a.id], a.id, origin=base)
-            await bot.start()
+            bot.start()
             bots.append(bot)
         await asyncio.gather(*(asyncio.wait_for(b.connected.wait(), 10) for b in bots))
         await asyncio.sleep(0.2)
@@ -142,13 +144,18 @@ async def run_simulation(settings: Settings, *, calls: int | None, rate: float, 
         if drops:
             await drops
         elapsed = time.monotonic() - t_start
-        await app.ami.wait_connected(10) if app.ami else None
+        if app.ami:
+            await app.ami.wait_connected(10)
         await app.distributor.settle()
         await asyncio.sleep(0.3)
         await app.calllog.drain()
         for b in bots:
             await b.stop()
-    result = await _figures(app, records, bots, elapsed)
+        result = await _figures(app, records, bots, elapsed)
+        if app.ami:
+            await app.ami.stop()
+    if capture is not None:
+        capture.update(records=records, bots=bots, http_port=http_port, agi_errors=app.agi.errors)
     await app.stop()
     return result
 

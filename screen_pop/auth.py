@@ -115,6 +115,7 @@ class LoginLimiter:
 
 
 SESSIONS_KEY = web.AppKey("sessions", SessionTable)
+SESSION_KEY = web.RequestKey("session", Session)  # set by require_role on the request
 
 
 def request_token(request: web.Request) -> tuple[str | None, bool]:
@@ -157,7 +158,7 @@ def require_role(*roles: str) -> Callable[[Handler], Handler]:
     def deco(handler: Handler) -> Handler:
         @functools.wraps(handler)
         async def wrapper(request: web.Request) -> web.StreamResponse:
-            request["session"] = check_role(session_of(request), roles)
+            request[SESSION_KEY] = check_role(session_of(request), roles)
             return await handler(request)
 
         return wrapper

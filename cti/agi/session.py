@@ -57,7 +57,10 @@ class AgiSession:
         while not self._pending:
             if self.eof:
                 return None
-            data = await self._reader.read(READ_CHUNK)
+            try:
+                data = await self._reader.read(READ_CHUNK)
+            except (ConnectionError, OSError):
+                data = b""  # a reset is a hangup like any other EOF
             if not data:
                 self.eof = True
                 return None

@@ -485,6 +485,9 @@ class AmiServer:
             self._tasks.add(task)  # type: ignore[arg-type]
         try:
             await s.run()
+        except asyncio.CancelledError:
+            # the server is shutting down this connection handler; it owns no other work
+            writer.close()
         finally:
             self.sessions.discard(s)
             if task is not None:

@@ -1,0 +1,73 @@
+"""The agent page in a real Chromium: log in, Ready, a CallOffered pops the customer's card."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from cti.domain import CallAnswered, CallEnded
+from test_web_support import Env, env  # noqa: F401
+
+CHROMIUM = "/usr/bin/chromium"
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is not installed"),
+]
+
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+
+
+async def test_agent_page_login_ready_pop_disposition(env: Env) -> None:
+    playwright = pytest.importorskip("playwright.async_api")
+    async with playwright.async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = await browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            await page.goto(f"{env.base_url}/")
+            assert page.url.endswith("/agent")
+            await page.fill("#username", "alice")
+            await page.fill("#password", "wrong")
+            await page.click("#login")
+            await page.wait_for_selector("#login-error:has-text('wrong username')")
+            await page.fill("#password", "pw-alice")
+            await page.click("#login")
+            await page.wait_for_selector("#conn[data-connected='1']")
+            await page.click("#ready")
+            await page.wait_for_selector("#state[data-state='ready']")
+            assert env.acd.states["a1"] == "ready"
+
+            env.offer("a1", "c42", customer_id=7)
+            await page.wait_for_selector("#pop-card:not([hidden])")
+            await page.wait_for_function("document.getElementById('pop-customer-name').textContent === 'Ada Lovelace'")
+            assert await page.text_content("#pop-caller-num") == "+15550001"
+            assert await page.text_content("#pop-account") == "ACC-0007"
+            assert await page.text_content("#pop-tier") == "gold"
+            assert await page.text_content("#pop-manager") == "Grace Hopper"
+            assert await page.text_content("#pop-churn") == "high"
+            assert "3 complaints" in (await page.text_content("#pop-churn-reasons") or "")
+            assert "complaint" in (await page.text_content("#pop-contacts") or "")
+            assert await page.is_disabled("#dispo-submit")
+
+            env.acd.force("a1", "on_call", "c42")
+            env.bus.publish(CallAnswered("c42", "a1", 2.0, time.time()))
+            env.acd.force("a1", "wrap_up", "c42")
+            env.bus.publish(CallEnded("c42", 16, "Normal Clearing", "caller", "hangup", time.time()))
+            await page.wait_for_selector("#dispo-submit:not([disabled])")
+            await page.select_option("#dispo-code", "sale")
+            await page.fill("#dispo-notes", "bought the plan")
+            await page.click("#dispo-submit")
+            await page.wait_for_selector("#dispo-submit[disabled]")
+            for _ in range(50):
+                if env.acd.dispositions:
+                    break
+                await page.wait_for_timeout(20)
+            assert env.acd.dispositions == [("a1", "c42", "sale", "bought the plan")]
+            assert errors == []
+        finally:
+            await browser.close()
