@@ -76,7 +76,8 @@ def _sim_agents(settings: Settings, n: int) -> list[AgentSettings]:
 async def run_simulation(settings: Settings, *, calls: int | None, rate: float, agents: int,
                          db: str | None, ami_drops: int = 0, progress: bool = False,
                          until_stopped: asyncio.Event | None = None,
-                         capture: dict[str, Any] | None = None) -> dict[str, Any]:
+                         capture: dict[str, Any] | None = None,
+                         http_port: int | None = None) -> dict[str, Any]:
     """Run the whole system on the simulator; ``capture`` receives the records and bots."""
     from cti.app import CtiApp
     from cti.sim.actors import AgentPhone, Caller
@@ -85,7 +86,7 @@ async def run_simulation(settings: Settings, *, calls: int | None, rate: float, 
 
     sim_s = settings.sim
     tf = sim_s.time_factor
-    http_port = _free_port()
+    http_port = http_port or _free_port()
     base = f"http://127.0.0.1:{http_port}"
     ags = _sim_agents(settings, agents)
     queues = {k: q.model_copy(update={"wrap_up_s": q.wrap_up_s * tf}) for k, q in settings.queues.items()}
@@ -138,6 +139,11 @@ async def run_simulation(settings: Settings, *, calls: int | None, rate: float, 
             await until_stopped.wait()
             traffic.cancel()
             await asyncio.gather(traffic, return_exceptions=True)
+            live = [lid for lid, r in sim.record.items() if r.ended is None]
+            if live:
+                print(f"stopping: letting {len(live)} live calls finish", file=sys.stderr, flush=True)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.gather(*(sim.wait_ended(lid) for lid in live)), 30)
             records = list(sim.record.values())
         else:
             records = await sim.run_traffic(calls, rate, caller)
@@ -254,11 +260,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 loop.add_signal_handler(sig, stop.set)
         demo_settings = settings.model_copy(update={"sim": settings.sim.model_copy(
             update={"time_factor": max(settings.sim.time_factor, 0.2)})})
+        port = args.port or settings.http.port
         task = asyncio.create_task(run_simulation(demo_settings, calls=None, rate=args.rate,
-                                                  agents=args.agents, db=args.db, until_stopped=stop))
+                                                  agents=args.agents, db=args.db, until_stopped=stop,
+                                                  http_port=port))
         await asyncio.sleep(1.5)
         print("cti demo running on the built-in Asterisk simulator (Ctrl-C to stop)", flush=True)
-        print("  agent desktop: http://127.0.0.1:<port>/agent  (see the log line 'cti started')", flush=True)
+        print(f"  agent desktop: http://127.0.0.1:{port}/agent", flush=True)
+        print(f"  wallboard:     http://127.0.0.1:{port}/wallboard", flush=True)
+        print(f"  {args.agents} agent bots take calls; log in yourself by adding an agent with a"
+              " password in config/cti.toml", flush=True)
         res = await task
         print(json.dumps(res), flush=True)
 
@@ -298,6 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--rate", type=float, default=0.5)
     d.add_argument("--agents", type=int, default=6)
     d.add_argument("--db", default=None, help="SQLite file (default: database.url)")
+    d.add_argument("--port", type=int, default=None, help="HTTP port (default: http.port)")
     d.set_defaults(fn=cmd_demo)
     m = sub.add_parser("simulate", help="a finite measured run on the simulator")
     m.add_argument("--calls", type=int, default=50)
