@@ -99,6 +99,8 @@ async def run_simulation(settings: Settings, *, calls: int | None, rate: float, 
     db_url = f"sqlite+aiosqlite:///{db}" if db else settings.database.url
     app = CtiApp(settings, db_url=db_url, agent_passwords=passwords)
     await app.start(agi_port=0)
+    assert app.store is not None
+    await app.store.seed_demo(80)  # demo customers own +1 555 555-1001 .. -1080
     assert app.agi is not None and app.distributor is not None and app.calllog is not None
     phones = tuple(AgentPhone(ext=a.id, behaviour="answer", ring_s=sim_s.answer_after_s, talk_s=sim_s.talk_s)
                    for a in ags)
@@ -120,7 +122,7 @@ async def run_simulation(settings: Settings, *, calls: int | None, rate: float, 
         choices = ["1", "2"]
 
         def caller(i: int) -> Caller:
-            num = f"555{1000 + (i % 80):04d}"
+            num = f"555{5551001 + (i % 100)}"  # 80 of 100 are demo customers
             patience = rng.uniform(0.5, 2.0) * sim_s.patience_s
             return Caller(number=num, name=f"Caller {i}", digits_plan=((2.5, rng.choice(choices)),),
                           patience_s=patience, talk_s=rng.uniform(0.5, 1.5) * sim_s.talk_s)

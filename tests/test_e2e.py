@@ -36,6 +36,9 @@ async def test_thirty_calls_end_to_end(tmp_path: Path) -> None:
             assert bot.agent_id in rang or (not rec.answered_by and len(rang) < pop["offer_no"]), (
                 bot.agent_id, rec.offers)
     assert all(len(v) == 1 for v in receivers.values()), receivers
+    # the pop carries the caller's customer record (demo customers own 555-555-1001..1080)
+    with_customer = [p for b in bots for p in b.pops if p.get("customer")]  # type: ignore[attr-defined]
+    assert with_customer and all(p["customer"]["customer"]["phones"] for p in with_customer)
     answered = {r.linkedid: r.answered_by for r in records if r.answered_by}  # type: ignore[attr-defined]
     popped = {(p["call_id"], b.agent_id) for b in bots for p in b.pops}  # type: ignore[attr-defined]
     for lid, agent in answered.items():
