@@ -29,7 +29,7 @@ from cti.ami.client import AmiClient
 from cti.ami.protocol import Message
 from cti.bus import Bus
 from cti.calls import CallTracker
-from cti.domain import CallQueued, DomainEvent
+from cti.domain import CallEnded, CallQueued, DomainEvent
 from cti.settings import Settings
 from ivr.flow import load_flows
 from ivr.runner import IvrRunner
@@ -56,7 +56,7 @@ class CtiApp:
         self._runner: web.AppRunner | None = None
         self.http_port = settings.http.port
         self.resyncs: list[float] = []  # ms per resync
-        self._bus_stats_types: tuple[type[DomainEvent], ...] = ()
+        self._bg: set[asyncio.Task[None]] = set()
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -112,6 +112,9 @@ class CtiApp:
     async def stop(self) -> None:
         if self.ami:
             await self.ami.stop()
+        for t in list(self._bg):
+            t.cancel()
+        await asyncio.gather(*self._bg, return_exceptions=True)
         if self.agi:
             await self.agi.stop()
         if self.distributor:
@@ -144,6 +147,24 @@ class CtiApp:
         for ev in self.tracker.resync(r.events, known):
             self.bus.publish(ev)
         self.resyncs.append((time.perf_counter() - t0) * 1000)
+        task = asyncio.create_task(self._close_orphaned_logs({m.get("Linkedid") or "" for m in r.events}))
+        self._bg.add(task)
+        task.add_done_callback(self._bg.discard)
+
+    async def _close_orphaned_logs(self, live_linkedids: set[str]) -> None:
+        """Close call logs left open by calls that started and ended while the link was down.
+
+        The tracker never saw them (no AMI events reached us), but the IVR did, so their
+        rows exist; a CallEnded on the bus lets the ACD forget them and the writer close them.
+        """
+        if self.store is None or self.calllog is None:
+            return
+        await self.calllog.drain()
+        live = {self.tracker.call_id(lid) for lid in live_linkedids}
+        tracked = {c.call_id for c in self.tracker.calls.values()}
+        for row in await self.store.list_calls(outcome="in_progress", limit=100_000):
+            if row.call_id not in live and row.call_id not in tracked:
+                self.bus.publish(CallEnded(row.call_id, 0, "", "unknown", "resync-gone", time.time()))
 
     async def _run_ivr(self, session: AgiSession) -> None:
         flow = session.environment.script[len(dp.SCRIPT_IVR_PREFIX):] or self.settings.ivr.default_flow
