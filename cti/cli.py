@@ -250,16 +250,22 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0 if res["consistent"] and res["answered"] + res["abandoned"] == res["calls"] else 1
 
 
+def _stop_on_signals() -> asyncio.Event:
+    """An event set by SIGINT/SIGTERM (Ctrl-C), for a clean shutdown."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     settings = _load(args.config)
     setup_logging(settings, quiet=False)
 
     async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError):
-                loop.add_signal_handler(sig, stop.set)
+        stop = _stop_on_signals()
         demo_settings = settings.model_copy(update={"sim": settings.sim.model_copy(
             update={"time_factor": max(settings.sim.time_factor, 0.2)})})
         port = args.port or settings.http.port
@@ -285,11 +291,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from cti.app import CtiApp
 
     async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError):
-                loop.add_signal_handler(sig, stop.set)
+        stop = _stop_on_signals()
         app = CtiApp(settings)
         await app.start()
         await app.connect_ami()
