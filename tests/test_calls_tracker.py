@@ -95,3 +95,32 @@ def test_resync_closes_gone_calls_and_adopts_unknown() -> None:
     adopted = t.resync([live], t.resync_begin())
     assert kinds(adopted) == ["CallArrived", "CallHeld"]
     assert isinstance(adopted[1], CallHeld) and adopted[1].call_id == "9.1"
+
+
+def test_resync_sees_a_call_answered_while_the_link_was_down() -> None:
+    """Offered before the drop, answered during it: the listing shows the caller bridged."""
+    msgs = events_of("v3-01-answered-recorded.ami.txt")
+    bridge_at = next(i for i, m in enumerate(msgs) if m.name == "BridgeEnter")
+    t = CallTracker(clock=lambda: 0.0)
+    before = run(msgs[:bridge_at], t)  # the link drops just before the BridgeEnter
+    assert "CallAtAgent" in kinds(before) and "CallBridged" not in kinds(before)
+    (call,) = t.calls.values()
+    live = Message((("Event", "CoreShowChannel"), ("Channel", call.channel), ("Uniqueid", call.linkedid),
+                    ("Linkedid", call.linkedid), ("Context", "cti-agent"), ("Exten", call.agent or ""),
+                    ("Application", "Dial"), ("BridgeId", "b-1")))
+    got = t.resync([live], t.resync_begin())
+    assert kinds(got) == ["CallBridged"]
+    assert isinstance(got[0], CallBridged) and got[0].agent_id == call.agent and got[0].agent_id
+    assert t.resync([live], t.resync_begin()) == []  # a second resync changes nothing
+    # and the BridgeEnter that finally arrives (replayed) does not bridge it twice
+    assert "CallBridged" not in kinds(run(msgs[bridge_at:bridge_at + 3], t))
+
+
+def test_call_ids_namespaced_by_server() -> None:
+    msgs = events_of("v3-01-answered-recorded.ami.txt")
+    a = run(msgs, CallTracker("ast-a", namespaced=True, clock=lambda: 0.0))
+    b = run(msgs, CallTracker("ast-b", namespaced=True, clock=lambda: 0.0))
+    ids_a = {e.call_id for e in a}  # type: ignore[attr-defined]
+    ids_b = {e.call_id for e in b}  # type: ignore[attr-defined]
+    assert len(ids_a) == 1 and next(iter(ids_a)).startswith("ast-a/")
+    assert ids_a.isdisjoint(ids_b)
