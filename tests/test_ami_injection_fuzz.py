@@ -9,32 +9,22 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ami_proxy import AmiProxy
 from cti.ami.client import AmiClient
 from cti.ami.protocol import AmiInjectionError
 from cti.sim.core import AsteriskSim, SimConfig
 
 
-class CountingProxy:
+class CountingProxy(AmiProxy):
     """Forwards bytes both ways; counts the actions (blank-line-terminated messages) sent up."""
 
     def __init__(self, upstream_port: int) -> None:
-        self.upstream_port = upstream_port
+        super().__init__(upstream_port)
         self.actions = 0
         self._buf = b""
-        self.port = 0
-        self._server: asyncio.base_events.Server | None = None
 
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        assert self._server is not None
-        self._server.close()
-
-    async def _accept(self, cr: asyncio.StreamReader, cw: asyncio.StreamWriter) -> None:
-        ur, uw = await asyncio.open_connection("127.0.0.1", self.upstream_port)
-
+    async def relay(self, cr: asyncio.StreamReader, cw: asyncio.StreamWriter,
+                    ur: asyncio.StreamReader, uw: asyncio.StreamWriter) -> None:
         async def pump(r: asyncio.StreamReader, w: asyncio.StreamWriter, count: bool) -> None:
             try:
                 while data := await r.read(65536):
@@ -46,7 +36,7 @@ class CountingProxy:
                             self._buf = self._buf[self._buf.rindex(b"\r\n\r\n") + 4:]
                     w.write(data)
                     await w.drain()
-            except (ConnectionError, asyncio.CancelledError):
+            except ConnectionError:
                 pass
             finally:
                 w.close()

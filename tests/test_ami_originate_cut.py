@@ -11,68 +11,46 @@ from __future__ import annotations
 import asyncio
 import time
 
+from ami_proxy import AmiProxy
 from cti.ami.client import AmiClient, AmiConnectionLost
 from cti.sim.core import AsteriskSim, SimConfig
 
 ROUNDS = 100
 
 
-class CutOnOriginate:
+class CutOnOriginate(AmiProxy):
     def __init__(self, upstream_port: int) -> None:
-        self.upstream_port = upstream_port
+        super().__init__(upstream_port)
         self.originates = 0
-        self.port = 0
-        self._server: asyncio.base_events.Server | None = None
 
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        assert self._server is not None
-        self._server.close()
-
-    async def _accept(self, cr: asyncio.StreamReader, cw: asyncio.StreamWriter) -> None:
-        ur, uw = await asyncio.open_connection("127.0.0.1", self.upstream_port)
-        cut = asyncio.Event()
-
-        async def up() -> None:
-            buf = b""
-            try:
-                while data := await cr.read(65536):
-                    buf += data
+    async def relay(self, cr: asyncio.StreamReader, cw: asyncio.StreamWriter,
+                    ur: asyncio.StreamReader, uw: asyncio.StreamWriter) -> None:
+        down = asyncio.create_task(_pump(ur, cw))
+        buf = b""
+        try:
+            while data := await cr.read(65536):
+                buf = buf[-32:] + data  # an action name split across reads is still seen
+                if b"Action: Originate\r\n" in buf:
+                    down.cancel()  # stop replies first: none can cross once the Originate is up
+                    self.originates += data.count(b"Action: Originate\r\n") or 1
                     uw.write(data)
                     await uw.drain()
-                    if b"Action: Originate\r\n" in buf:
-                        self.originates += buf.count(b"Action: Originate\r\n")
-                        cut.set()
-                        return
-                    buf = buf[buf.rfind(b"\r\n\r\n") + 4:] if b"\r\n\r\n" in buf else buf
-            except ConnectionError:
-                pass
-            finally:
-                cut.set()
+                    return
+                uw.write(data)
+                await uw.drain()
+        except ConnectionError:
+            pass
+        finally:
+            down.cancel()
 
-        async def down() -> None:
-            try:
-                while not cut.is_set():
-                    read = asyncio.ensure_future(ur.read(65536))
-                    done, _ = await asyncio.wait({read, asyncio.ensure_future(cut.wait())},
-                                                 return_when=asyncio.FIRST_COMPLETED)
-                    if read not in done or cut.is_set():
-                        read.cancel()
-                        return
-                    data = read.result()
-                    if not data:
-                        return
-                    cw.write(data)
-                    await cw.drain()
-            except ConnectionError:
-                pass
 
-        await asyncio.gather(up(), down())
-        cw.close()
-        uw.close()
+async def _pump(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+    try:
+        while data := await r.read(65536):
+            w.write(data)
+            await w.drain()
+    except ConnectionError:
+        pass
 
 
 async def test_originate_never_replayed_after_100_cuts() -> None:
