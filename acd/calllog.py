@@ -1,8 +1,11 @@
 """The CRM call-log writer: every domain event of a call, written through a :class:`CallLogStore`.
 
 It subscribes with ``overflow="block"`` so nothing is ever dropped.  Each event becomes a short
-list of store operations, run in order; a failing operation is retried with backoff and, past the
-last attempt, logged with the call id (the writer carries on with the next event).
+list of store operations (:class:`CallLogOp`).  The writer takes every event waiting in its queue
+(up to ``max_batch``) and writes their operations in order in **one transaction**, so under load
+a commit carries hundreds of events instead of one.  A failing batch is retried with backoff; if
+it still fails, its operations are written one by one (each retried), so one bad operation costs
+only itself: it is logged with the call id, counted in ``failures``, and the writer carries on.
 """
 
 from __future__ import annotations
@@ -10,12 +13,15 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from crm_core.store_calls import CallLogOp
+
 from cti.bus import Bus
 from cti.domain import (
+    CallAbandoned,
     CallAnswered,
     CallArrived,
     CallBridged,
@@ -24,30 +30,18 @@ from cti.domain import (
     CallQueued,
     Disposition,
     DomainEvent,
+    OfferCancelled,
     RecordingReady,
+    RESYNC_GONE,
 )
 
 log = logging.getLogger(__name__)
 
-Op = Callable[[], Awaitable[Any]]
 
 
 class CallLogStore(Protocol):
-    async def call_arrived(
-        self, call_id: str, *, uniqueid: str, linkedid: str, channel: str, caller_num: str,
-        caller_name: str, dnis: str, at: float, server: str = "default",
-    ) -> Any: ...
-
-    async def call_update(self, call_id: str, **fields: Any) -> Any: ...
-
-    async def call_event(
-        self, call_id: str, kind: str, at: float, data: dict[str, Any], dedup_key: str | None = None
-    ) -> bool: ...
-
-    async def call_end(
-        self, call_id: str, *, at: float, outcome: str, hangup_cause: int, hangup_side: str,
-        end_reason: str, **fields: Any,
-    ) -> Any: ...
+    async def call_log_batch(self, ops: Sequence[CallLogOp]) -> None:
+        """Apply the operations in order, in one transaction (all or nothing)."""
 
 
 @dataclass(slots=True)
@@ -55,6 +49,19 @@ class _Track:
     queued: bool = False
     answered: bool = False
     offers: int = 0
+    offer_open: bool = False  # offered, and no OfferCancelled since
+
+
+# events that may come after the call's CallEnded: they must not start a new track
+_AFTER_END = (Disposition, RecordingReady, CallEnded, OfferCancelled, CallAbandoned)
+
+
+def _outcome(track: _Track, ev: CallEnded) -> str:
+    if track.answered:
+        return "answered"
+    if (ev.reason == RESYNC_GONE or ev.gap) and track.offer_open:
+        return "unknown"  # ringing an agent across an AMI outage: a missed bridge is possible
+    return "abandoned" if track.queued else "ivr_hangup"
 
 
 def _kind(ev: DomainEvent) -> str:
@@ -70,7 +77,8 @@ def split_call_id(call_id: str) -> tuple[str, str]:
 
 class CallLogWriter:
     def __init__(
-        self, bus: Bus, store: CallLogStore, *, attempts: int = 4, backoff_s: float = 0.05
+        self, bus: Bus, store: CallLogStore, *, attempts: int = 4, backoff_s: float = 0.05,
+        max_batch: int = 500,
     ) -> None:
         self._store = store
         self._bus = bus
@@ -83,6 +91,8 @@ class CallLogWriter:
         self._progress = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
         self.failures = 0  # operations given up after the last attempt
+        self.batches = 0  # transactions committed
+        self.max_batch = max_batch
         self._seq = 0
 
     async def start(self) -> None:
@@ -115,47 +125,61 @@ class CallLogWriter:
 
     async def _run(self) -> None:
         while True:
-            ev = await self._sub.get()
-            self._inflight = 1
+            batch = [await self._sub.get()]
+            while len(batch) < self.max_batch and not self._sub.empty():
+                batch.append(self._sub.get_nowait())
+            self._inflight = len(batch)
             try:
-                await self._write(ev)
+                await self._write(batch)
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("call log: unexpected failure on %s", type(ev).__name__)
+                log.exception("call log: unexpected failure on a batch of %d events", len(batch))
             finally:
                 self._inflight = 0
-                self._done += 1
+                self._done += len(batch)
                 async with self._progress:
                     self._progress.notify_all()
 
-    async def _write(self, ev: DomainEvent) -> None:
-        call_id: str | None = getattr(ev, "call_id", None)
-        if call_id is None:
-            return  # AgentStateChanged without a call: not part of any call log
-        for op in self._ops(call_id, ev):
-            await self._retry(call_id, type(ev).__name__, op)
+    async def _write(self, batch: list[DomainEvent]) -> None:
+        ops: list[CallLogOp] = []
+        for ev in batch:
+            call_id: str | None = getattr(ev, "call_id", None)
+            if call_id is not None:  # AgentStateChanged without a call: not part of any call log
+                ops.extend(self._ops(call_id, ev))
+        if not ops:
+            return
+        if await self._retry(ops, f"a batch of {len(ops)} operations", quiet=len(ops) > 1):
+            return
+        for op in ops:  # isolate the operation that fails
+            await self._retry([op], f"{op.op} of call {op.call_id}")
 
-    async def _retry(self, call_id: str, what: str, op: Op) -> None:
+    async def _retry(self, ops: list[CallLogOp], what: str, quiet: bool = False) -> bool:
         delay = self._backoff_s
         for attempt in range(1, self._attempts + 1):
             try:
-                await op()
-                return
+                await self._store.call_log_batch(ops)
+                self.batches += 1
+                return True
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 if attempt == self._attempts:
-                    self.failures += 1
-                    log.error("call %s: giving up writing %s after %d attempts: %s", call_id, what, attempt, exc)
-                    return
-                log.warning("call %s: writing %s failed (attempt %d): %s", call_id, what, attempt, exc)
+                    if quiet:
+                        log.warning("call log: %s failed %d times, writing them one by one: %s",
+                                    what, attempt, exc)
+                    else:
+                        self.failures += 1
+                        log.error("call log: giving up writing %s after %d attempts: %s", what, attempt, exc,
+                                  extra={"call_id": ops[0].call_id})
+                    return False
+                log.warning("call log: writing %s failed (attempt %d): %s", what, attempt, exc)
                 await asyncio.sleep(delay)
                 delay *= 2
+        return False
 
-    def _ops(self, call_id: str, ev: DomainEvent) -> list[Op]:
-        st = self._store
-        ops: list[Op] = []
+    def _ops(self, call_id: str, ev: DomainEvent) -> list[CallLogOp]:
+        ops: list[CallLogOp] = []
         at: float = getattr(ev, "at", 0.0)
         data = {k: v for k, v in dataclasses.asdict(ev).items() if k not in ("call_id", "at")}
         data = {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
@@ -163,42 +187,40 @@ class CallLogWriter:
         self._seq += 1
         dedup = f"{kind}:{at!r}:{self._seq}"
         track = self._calls.get(call_id)
+
+        def op(name: str, **fields: Any) -> None:
+            ops.append(CallLogOp(name, call_id, fields))
+
         if isinstance(ev, CallArrived):
             track = self._calls.setdefault(call_id, _Track())
             server, linkedid = split_call_id(call_id)
-            ops.append(lambda: st.call_arrived(
-                call_id, uniqueid=ev.uniqueid, linkedid=linkedid, channel=ev.channel,
-                caller_num=ev.caller_num, caller_name=ev.caller_name, dnis=ev.dnis, at=ev.at, server=server,
-            ))
+            op("arrived", uniqueid=ev.uniqueid, linkedid=linkedid, channel=ev.channel,
+               caller_num=ev.caller_num, caller_name=ev.caller_name, dnis=ev.dnis, at=ev.at, server=server)
         if track is None:
             track = _Track()
-            if not isinstance(ev, (Disposition, RecordingReady, CallEnded)):  # may come after the end
+            if not isinstance(ev, _AFTER_END):
                 self._calls[call_id] = track
-        event_op: Op = lambda: st.call_event(call_id, kind, at, data, dedup)  # noqa: E731
         if isinstance(ev, CallQueued):
             track.queued = True
-            ops.append(lambda: st.call_update(
-                call_id, cti_call_id=ev.cti_call_id, customer_id=ev.customer_id,
-                ivr_path="/".join(ev.ivr_path), ivr_choice=ev.ivr_choice, queue=ev.queue,
-                skills=",".join(ev.skills), queued_at=ev.at,
-            ))
+            op("update", cti_call_id=ev.cti_call_id, customer_id=ev.customer_id,
+               ivr_path="/".join(ev.ivr_path), ivr_choice=ev.ivr_choice, queue=ev.queue,
+               skills=",".join(ev.skills), queued_at=ev.at)
         elif isinstance(ev, CallOffered):
             track.offers += 1
-            n = track.offers
-            ops.append(lambda: st.call_update(call_id, offered_at=ev.at, agent_id=ev.agent_id, offers=n))
+            track.offer_open = True
+            op("update", offered_at=ev.at, agent_id=ev.agent_id, offers=track.offers)
         elif isinstance(ev, CallAnswered):
             track.answered = True
-            ops.append(lambda: st.call_update(call_id, answered_at=ev.at, agent_id=ev.agent_id))
+            op("update", answered_at=ev.at, agent_id=ev.agent_id)
         elif isinstance(ev, CallBridged):
             track.answered = True
+        elif isinstance(ev, OfferCancelled):
+            track.offer_open = False
         elif isinstance(ev, Disposition):
-            ops.append(lambda: st.call_update(call_id, disposition=ev.code, notes=ev.notes))
-        ops.append(event_op)
+            op("update", disposition=ev.code, notes=ev.notes)
+        op("event", kind=kind, at=at, data=data, dedup_key=dedup)
         if isinstance(ev, CallEnded):
-            outcome = "answered" if track.answered else "abandoned" if track.queued else "ivr_hangup"
             self._calls.pop(call_id, None)
-            ops.append(lambda: st.call_end(
-                call_id, at=ev.at, outcome=outcome, hangup_cause=ev.cause,
-                hangup_side=ev.hangup_side, end_reason=ev.reason,
-            ))
+            op("end", at=ev.at, outcome=_outcome(track, ev), hangup_cause=ev.cause,
+               hangup_side=ev.hangup_side, end_reason=ev.reason)
         return ops

@@ -34,6 +34,7 @@ from cti.domain import (
     DialResult,
     Disposition,
     OfferCancelled,
+    RESYNC_GONE,
 )
 
 log = logging.getLogger(__name__)
@@ -300,14 +301,18 @@ class Distributor:
         call = self._calls.pop(ev.call_id, None)
         now = self._clock()
         if call is not None:
+            unknown = (ev.reason == RESYNC_GONE or ev.gap) and call.offer_agent is not None
             if call.offer_agent is not None:
                 a = self._agents.get(call.offer_agent)
                 if a is not None and a.current_call == call.call_id and a.state in (
                     AgentState.RESERVED, AgentState.RINGING
                 ):
-                    self._apply(a, AgentEvent.RELEASE, "caller-hangup", call_id=None)
-                    self._bus.publish(OfferCancelled(call.call_id, a.id, "hangup", now))
-            self._bus.publish(CallAbandoned(call.call_id, call.queue, max(0.0, ev.at - call.enqueued_at), "queue", now))
+                    reason = "ended-during-outage" if unknown else "caller-hangup"
+                    self._apply(a, AgentEvent.RELEASE, reason, call_id=None)
+                    self._bus.publish(OfferCancelled(call.call_id, a.id, reason if unknown else "hangup", now))
+            if not unknown:  # ringing an agent when the link went down: maybe answered, not an abandon
+                self._bus.publish(CallAbandoned(call.call_id, call.queue, max(0.0, ev.at - call.enqueued_at),
+                                                "queue", now))
             self._kick()
             return
         active = self._active.pop(ev.call_id, None)

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
 
-from crm_core.db import WRITE_OPTION, is_sqlite
+from crm_core.db import WRITE_OPTION, is_sqlite, sync_twin
 from crm_core.dto import CallDTO, ContactDTO, CustomerDTO
 from crm_core.errors import InvalidInput
 from crm_core.models import Call, Contact, Customer
@@ -19,6 +20,7 @@ from crm_core.models import Call, Contact, Customer
 __all__ = ["StoreBase", "TimeLike", "to_dt", "to_epoch"]
 
 TimeLike = float | int | datetime
+T = TypeVar("T")
 
 
 def to_dt(value: TimeLike | None) -> datetime | None:
@@ -50,6 +52,8 @@ class StoreBase:
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         # SQLite has one writer at a time: queue writers here instead of on the file lock.
         self._write_lock: asyncio.Lock | None = asyncio.Lock() if is_sqlite(engine) else None
+        self._sync_engine = sync_twin(engine)
+        self._stmt_cache: dict[Any, Any] = {}  # hot-path statements, built once per store
 
     @property
     def engine(self) -> AsyncEngine:
@@ -75,6 +79,26 @@ class StoreBase:
             async with self._sessions() as session, session.begin():
                 await session.connection(execution_options={WRITE_OPTION: True})
                 yield session
+
+    async def _write_sync(self, work: Callable[[Session], T]) -> T:
+        """Run ``work(session)`` as one write transaction of plain synchronous SQLAlchemy.
+
+        On a SQLite file it runs in a worker thread on a native sqlite3 connection: aiosqlite
+        costs a thread round trip (~0.3 ms here) per driver call, several per statement, which
+        would cap the call log at a few hundred statements a second.  Elsewhere (PostgreSQL,
+        in-memory SQLite) it runs on the async session through ``run_sync``.
+        """
+        if self._sync_engine is None:
+            async with self._write() as s:
+                return await s.run_sync(work)
+        assert self._write_lock is not None
+        async with self._write_lock:
+            return await asyncio.to_thread(self._run_sync_unit, work)
+
+    def _run_sync_unit(self, work: Callable[[Session], T]) -> T:
+        assert self._sync_engine is not None
+        with Session(self._sync_engine, expire_on_commit=False) as session, session.begin():
+            return work(session)
 
     def _insert(self, table: Any) -> Any:
         """A dialect insert offering ``on_conflict_do_nothing`` / ``on_conflict_do_update``."""

@@ -13,13 +13,14 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, text
-from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.pool import QueuePool
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from crm_core.models import Base
 
-__all__ = ["make_engine", "create_schema", "is_sqlite", "WRITE_OPTION"]
+__all__ = ["make_engine", "sync_twin", "create_schema", "is_sqlite", "WRITE_OPTION"]
 
 log = logging.getLogger(__name__)
 WRITE_OPTION = "crm_write"
@@ -62,8 +63,24 @@ def make_engine(url: str, *, schema: str | None = None, pool_size: int = 10) -> 
     raise ValueError(f"unsupported database URL {parsed.render_as_string()!r}")
 
 
-def _install_sqlite_hooks(engine: AsyncEngine) -> None:
-    @event.listens_for(engine.sync_engine, "connect")
+def sync_twin(engine: AsyncEngine) -> Engine | None:
+    """A synchronous pysqlite engine on the same SQLite file, for write batches run in a
+    thread (see ``StoreBase._write_sync``); ``None`` for PostgreSQL and in-memory SQLite."""
+    if not is_sqlite(engine):
+        return None
+    database = engine.url.database or ""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    twin = create_engine(engine.url.set(drivername="sqlite+pysqlite"), connect_args={"timeout": 30,
+                         "check_same_thread": False}, poolclass=QueuePool, pool_size=1, max_overflow=0)
+    _install_sqlite_hooks(twin, always_immediate=True)
+    return twin
+
+
+def _install_sqlite_hooks(engine: AsyncEngine | Engine, always_immediate: bool = False) -> None:
+    sync_engine = engine.sync_engine if isinstance(engine, AsyncEngine) else engine
+
+    @event.listens_for(sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # we emit BEGIN ourselves
         cursor = dbapi_connection.cursor()
@@ -78,9 +95,9 @@ def _install_sqlite_hooks(engine: AsyncEngine) -> None:
         finally:
             cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(sync_engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        write = conn.get_execution_options().get(WRITE_OPTION, False)
+        write = always_immediate or conn.get_execution_options().get(WRITE_OPTION, False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 

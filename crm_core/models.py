@@ -39,7 +39,9 @@ __all__ = [
 
 CHANNELS = ("phone", "web", "email", "sms", "fax")
 DIRECTIONS = ("inbound", "outbound")
-OUTCOMES = ("in_progress", "answered", "abandoned", "ivr_hangup", "failed")
+# "unknown": the call ended while the AMI link was down after it had been offered to an agent,
+# so whether the agent answered cannot be known (AMI keeps no history).
+OUTCOMES = ("in_progress", "answered", "abandoned", "ivr_hangup", "failed", "unknown")
 ROLES = ("agent", "supervisor", "admin")
 
 # Stable constraint names, so Alembic autogenerate and migrations can refer to them.

@@ -85,6 +85,8 @@ class Store(CallLogMixin, StaffMixin, SeedMixin, StoreBase):
         return cls(engine)
 
     async def close(self) -> None:
+        if self._sync_engine is not None:
+            self._sync_engine.dispose()
         await self._engine.dispose()
 
     async def __aenter__(self) -> Store:

@@ -104,6 +104,23 @@ class StaffMixin(StoreBase):
                 raise Conflict(f"user {username!r} already exists")
         return UserDTO(username=username, role=role, agent_id=agent_id)
 
+    async def set_user(
+        self, username: str, password: str, role: str, agent_id: str | None = None
+    ) -> UserDTO:
+        """Create the user, or reset its password, role and agent (provisioning at start-up)."""
+        if role not in ROLES:
+            raise InvalidInput(f"role must be one of {ROLES}, got {role!r}")
+        if not username or not password:
+            raise InvalidInput("username and password must not be empty")
+        hashed = await asyncio.to_thread(hash_password, password)
+        stmt = self._insert(User).values(username=username, password_hash=hashed, role=role, agent_id=agent_id)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["username"],
+            set_={"password_hash": hashed, "role": role, "agent_id": agent_id, "active": True})
+        async with self._write() as s:
+            await s.execute(stmt)
+        return UserDTO(username=username, role=role, agent_id=agent_id)
+
     async def _load_user(self, username: str) -> User | None:
         async with self._read() as s:
             stmt = select(User).where(User.username == username)

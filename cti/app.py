@@ -29,7 +29,7 @@ from cti.ami.client import AmiClient
 from cti.ami.protocol import Message
 from cti.bus import Bus
 from cti.calls import CallTracker
-from cti.domain import CallEnded, CallQueued, DomainEvent
+from cti.domain import RESYNC_GONE, CallEnded, CallQueued, DomainEvent
 from cti.settings import Settings
 from ivr.flow import load_flows
 from ivr.runner import IvrRunner
@@ -56,7 +56,6 @@ class CtiApp:
         self._runner: web.AppRunner | None = None
         self.http_port = settings.http.port
         self.resyncs: list[float] = []  # ms per resync
-        self._bg: set[asyncio.Task[None]] = set()
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -68,7 +67,7 @@ class CtiApp:
             await self.store.upsert_agent(a.id, a.name, a.id, dict(a.skills))
             pw = self.agent_passwords.get(a.id) or a.password
             if pw:
-                await self.store.create_user(f"agent{a.id}", pw, "agent", agent_id=a.id)
+                await self.store.set_user(f"agent{a.id}", pw, "agent", agent_id=a.id)
         queues = {name: QueueConfig(name, tuple(q.skills), q.ring_timeout_s, q.wrap_up_s, q.record,
                                     q.max_wait_s) for name, q in s.queues.items()}
         self.distributor = Distributor(self.bus, _LateCallControl(self), queues, agents)
@@ -107,14 +106,12 @@ class CtiApp:
                              auth=s.auth, events=s.events)
         self.ami.add_listener(self._on_ami_event)
         self.ami.on_connected(self._resync)
+        self.ami.on_disconnected(self.tracker.link_lost)
         await self.ami.start()
 
     async def stop(self) -> None:
         if self.ami:
             await self.ami.stop()
-        for t in list(self._bg):
-            t.cancel()
-        await asyncio.gather(*self._bg, return_exceptions=True)
         if self.agi:
             await self.agi.stop()
         if self.distributor:
@@ -140,31 +137,34 @@ class CtiApp:
             self.bus.publish(ev)
 
     async def _resync(self) -> None:
+        """Rebuild the live calls after a (re)connect, and close the logs of calls gone meanwhile.
+
+        Two sources of "gone": calls the tracker knew (``resync_begin``), and call logs left
+        open by calls that started and ended while the link was down (the tracker never saw
+        them, but the IVR wrote their rows over FastAGI).  Both are taken *before* the listing
+        is requested, so a call that starts while the listing is produced is never closed.
+        """
         assert self.ami is not None
         t0 = time.perf_counter()
         known = self.tracker.resync_begin()
+        open_logs = await self._open_call_logs()
         r = await self.ami.send_action("CoreShowChannels", timeout=5.0)
+        closed: set[str] = set()
         for ev in self.tracker.resync(r.events, known):
+            if isinstance(ev, CallEnded):
+                closed.add(ev.call_id)
             self.bus.publish(ev)
-        self.resyncs.append((time.perf_counter() - t0) * 1000)
-        task = asyncio.create_task(self._close_orphaned_logs({m.get("Linkedid") or "" for m in r.events}))
-        self._bg.add(task)
-        task.add_done_callback(self._bg.discard)
-
-    async def _close_orphaned_logs(self, live_linkedids: set[str]) -> None:
-        """Close call logs left open by calls that started and ended while the link was down.
-
-        The tracker never saw them (no AMI events reached us), but the IVR did, so their
-        rows exist; a CallEnded on the bus lets the ACD forget them and the writer close them.
-        """
-        if self.store is None or self.calllog is None:
-            return
-        await self.calllog.drain()
-        live = {self.tracker.call_id(lid) for lid in live_linkedids}
+        live = {self.tracker.call_id(m.get("Linkedid") or "") for m in r.events}
         tracked = {c.call_id for c in self.tracker.calls.values()}
-        for row in await self.store.list_calls(outcome="in_progress", limit=100_000):
-            if row.call_id not in live and row.call_id not in tracked:
-                self.bus.publish(CallEnded(row.call_id, 0, "", "unknown", "resync-gone", time.time()))
+        for call_id in sorted(open_logs - live - tracked - closed):
+            self.bus.publish(CallEnded(call_id, 0, "", "unknown", RESYNC_GONE, time.time()))
+        self.resyncs.append((time.perf_counter() - t0) * 1000)
+
+    async def _open_call_logs(self) -> set[str]:
+        if self.store is None or self.calllog is None:
+            return set()
+        await self.calllog.drain()
+        return {row.call_id for row in await self.store.list_calls(outcome="in_progress", limit=100_000)}
 
     async def _run_ivr(self, session: AgiSession) -> None:
         flow = session.environment.script[len(dp.SCRIPT_IVR_PREFIX):] or self.settings.ivr.default_flow

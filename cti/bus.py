@@ -11,6 +11,9 @@ Two kinds of subscriber:
   ``Subscription.dropped``; ``block`` is for consumers that must not lose anything
   (the call-log writer): ``publish`` then never drops, and the queue's bound is a
   soft limit reported in ``Subscription.overflowed``.
+
+An event is queued before the inline handlers run, so events those handlers publish in
+response reach every queue after the event that caused them.
 """
 
 from __future__ import annotations
@@ -86,12 +89,14 @@ class Bus:
 
     def publish(self, ev: DomainEvent) -> None:
         self.published += 1
+        # Queues first: an inline handler may publish in turn (the ACD answers a CallEnded
+        # with an OfferCancelled), and queue consumers must see cause before consequence.
+        for sub in self._subs:
+            if isinstance(ev, sub.types):
+                sub._put(ev)
         for h in self._handlers.get(type(ev), ()):
             try:
                 h(ev)
             except Exception:
                 self.handler_errors += 1
                 log.exception("bus handler failed", extra={"event": type(ev).__name__})
-        for sub in self._subs:
-            if isinstance(ev, sub.types):
-                sub._put(ev)

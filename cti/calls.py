@@ -26,6 +26,7 @@ from cti.domain import (
     CallHeld,
     DialResult,
     DomainEvent,
+    RESYNC_GONE,
 )
 
 MAX_ENDED_REMEMBERED = 100_000
@@ -44,6 +45,7 @@ class TrackedCall:
     first_hangup: str | None = None  # "caller" | "agent"
     cti_call_id: str = ""
     legs: set[str] = field(default_factory=set)
+    gap: bool = False  # an AMI outage since the caller last entered cti-agent
 
 
 class CallTracker:
@@ -136,6 +138,7 @@ class CallTracker:
         elif ctx == dp.CTX_AGENT and prio == "1":
             out.extend(self._adopt_if_needed(c, msg, now))
             c.agent = exten
+            c.gap = False  # this offer is watched from its start
             out.append(CallAtAgent(c.call_id, exten, now))
         return out
 
@@ -188,13 +191,19 @@ class CallTracker:
         except ValueError:
             cause = 0
         self._finish(lid)
-        return [CallEnded(c.call_id, cause, msg.get("Cause-txt") or "", side, "hangup", self.clock())]
+        return [CallEnded(c.call_id, cause, msg.get("Cause-txt") or "", side, "hangup", self.clock(),
+                          gap=c.gap and not c.bridged)]
 
     # -- resynchronisation ------------------------------------------------------------
 
     def resync_begin(self) -> set[str]:
         """The calls known when the listing is requested (only these may be closed as gone)."""
         return set(self.calls)
+
+    def link_lost(self) -> None:
+        """The AMI link dropped: every live call may lose events until the next listing."""
+        for c in self.calls.values():
+            c.gap = True
 
     def resync(self, channels: Iterable[Message], known_before: set[str] | None = None) -> list[DomainEvent]:
         """Reconcile with a ``CoreShowChannels`` listing after a (re)connect.
@@ -217,7 +226,7 @@ class CallTracker:
                 continue
             self._finish(lid)
             if c.arrived:
-                out.append(CallEnded(c.call_id, 0, "", "unknown", "resync-gone", now))
+                out.append(CallEnded(c.call_id, 0, "", "unknown", RESYNC_GONE, now))
         for lid, m in live.items():
             ctx = m.get("Context") or ""
             if ctx not in (dp.CTX_INBOUND, dp.CTX_HOLD, dp.CTX_AGENT) and lid not in self.calls:
@@ -225,6 +234,7 @@ class CallTracker:
             c = self._call(lid)
             if c is None:
                 continue
+            c.gap = False  # its state is known again; a bridge, if any, shows in this listing
             c.channel = m.get("Channel") or c.channel
             if not c.arrived:
                 c.arrived = True

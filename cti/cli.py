@@ -15,6 +15,7 @@ import secrets
 import signal
 import socket
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -192,7 +193,12 @@ async def _figures(app: Any, records: list[Any], bots: list[Any], elapsed: float
     for b in bots:
         for p in b.pops:
             pops_by_call.setdefault(p["call_id"], set()).add(b.agent_id)
-    logs = 0
+    logs = unknown = 0
+    outages = list(app.ami.outages) if app.ami else []
+
+    def in_outage(t: float | None) -> bool:  # ended while the link was down (or resyncing)
+        return t is not None and any(lo - 0.5 <= t <= (hi or t) + 1.0 for lo, hi in outages)
+
     for r in records:
         row = await store.get_call(app.tracker.call_id(r.linkedid))
         if row is None:
@@ -201,6 +207,11 @@ async def _figures(app: Any, records: list[Any], bots: list[Any], elapsed: float
         logs += 1
         if row.ended_at is None:
             problems.append(f"call {r.linkedid}: call log not closed")
+        if row.outcome == "unknown":
+            unknown += 1
+            if not in_outage(r.ended):
+                problems.append(f"call {r.linkedid}: logged unknown but it did not end during an AMI outage")
+            continue
         if r.answered_by:
             cid = app.tracker.call_id(r.linkedid)
             if r.answered_by not in pops_by_call.get(cid, set()):
@@ -218,6 +229,7 @@ async def _figures(app: Any, records: list[Any], bots: list[Any], elapsed: float
         "answered": len(answered),
         "abandoned": len(abandoned),
         "call_logs": total_rows,
+        "outcome_unknown": unknown,
         "pops": sum(len(b.pops) for b in bots),
         "pop_latency_ms": {"p50": _pct(lat, 50), "p99": _pct(lat, 99), "max": _pct(lat, 100)},
         "calls_per_s": round(len(records) / elapsed, 2) if elapsed else None,
@@ -240,8 +252,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.rate <= 0 or args.calls <= 0 or args.agents <= 0:
         print("cti simulate: --calls, --rate and --agents must be > 0", file=sys.stderr)
         return 2
-    res = asyncio.run(run_simulation(settings, calls=args.calls, rate=args.rate, agents=args.agents,
-                                     db=args.db, ami_drops=args.ami_drops))
+    with tempfile.TemporaryDirectory(prefix="cti-sim-") as tmp:
+        # a measured run starts from an empty store unless --db names one
+        db = args.db or str(Path(tmp) / "sim.db")
+        res = asyncio.run(run_simulation(settings, calls=args.calls, rate=args.rate, agents=args.agents,
+                                         db=db, ami_drops=args.ami_drops))
     if args.json:
         print(json.dumps(res))
     else:

@@ -88,8 +88,15 @@ class CallEnded(DomainEvent):
     cause: int
     cause_txt: str
     hangup_side: str  # "caller", "agent", "system" or "unknown"
-    reason: str  # "hangup", or e.g. "resync-gone" when closed after a reconnect
+    reason: str  # "hangup", or RESYNC_GONE when closed after a reconnect
     at: float
+    # the AMI link was down since the caller last reached an agent: a bridge may have been missed
+    gap: bool = False
+
+
+# CallEnded.reason of a call found gone after an AMI reconnect: it ended while the link was
+# down, so its cause, hangup side and (if it was ringing an agent) its outcome are unknown.
+RESYNC_GONE = "resync-gone"
 
 
 # -- from the IVR ----------------------------------------------------------------------

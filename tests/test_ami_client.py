@@ -68,3 +68,24 @@ async def test_drop_fails_pending_and_reconnects_with_resync_hook() -> None:
             await asyncio.sleep(0.1)
             assert c.reconnects >= 1 and connected == 2
             assert (await c.send_action("Ping")).ok
+
+
+async def test_backoff_starts_over_after_each_successful_login() -> None:
+    """Ten drops of a link that logs in again each time: every reconnect takes the first step.
+
+    (Without the reset the tenth would wait 0.05 s * 2**9 = 25 s.)
+    """
+    async with AsteriskSim(SimConfig(agi_port=1)) as sim:
+        c = AmiClient("127.0.0.1", sim.ami_port, "ctilp", "secret", backoff_initial=0.05)
+        async with c:
+            loop = asyncio.get_running_loop()
+            worst = 0.0
+            for _ in range(10):
+                t0 = loop.time()
+                sim.drop_ami_clients()
+                while c.connected:
+                    await asyncio.sleep(0.005)
+                await c.wait_connected(5)
+                worst = max(worst, loop.time() - t0)
+            assert c.reconnects == 10
+            assert worst < 0.5, f"a reconnect took {worst:.2f}s"

@@ -116,6 +116,33 @@ def test_resync_sees_a_call_answered_while_the_link_was_down() -> None:
     assert "CallBridged" not in kinds(run(msgs[bridge_at:bridge_at + 3], t))
 
 
+def test_a_hangup_after_an_outage_tells_the_bridge_may_have_been_missed() -> None:
+    """Ringing when the link drops; the BridgeEnter is lost; the Hangup arrives after login,
+    before the listing: the end is flagged ``gap`` (answered or not cannot be known)."""
+    msgs = events_of("v3-01-answered-recorded.ami.txt")
+    bridge_at = next(i for i, m in enumerate(msgs) if m.name == "BridgeEnter")
+    hangup_at = max(i for i, m in enumerate(msgs) if m.name == "Hangup" and m.get("Uniqueid") == m.get("Linkedid"))
+    t = CallTracker(clock=lambda: 0.0)
+    run(msgs[:bridge_at], t)
+    t.link_lost()
+    (end,) = [e for e in run([msgs[hangup_at]], t) if isinstance(e, CallEnded)]
+    assert end.gap and end.reason == "hangup"
+    # the same call watched throughout: no gap
+    t2 = CallTracker(clock=lambda: 0.0)
+    assert not any(isinstance(e, CallEnded) and e.gap for e in run(msgs, t2))
+    # an outage, then a listing that shows the caller still ringing: watched again from there
+    t3 = CallTracker(clock=lambda: 0.0)
+    run(msgs[:bridge_at], t3)
+    t3.link_lost()
+    (call,) = t3.calls.values()
+    ringing = Message((("Event", "CoreShowChannel"), ("Channel", call.channel), ("Uniqueid", call.linkedid),
+                       ("Linkedid", call.linkedid), ("Context", "cti-agent"), ("Application", "Dial"),
+                       ("BridgeId", "")))
+    assert t3.resync([ringing], t3.resync_begin()) == []
+    (end3,) = [e for e in run([msgs[hangup_at]], t3) if isinstance(e, CallEnded)]
+    assert not end3.gap
+
+
 def test_call_ids_namespaced_by_server() -> None:
     msgs = events_of("v3-01-answered-recorded.ami.txt")
     a = run(msgs, CallTracker("ast-a", namespaced=True, clock=lambda: 0.0))

@@ -27,6 +27,7 @@ Exceptions::
 from __future__ import annotations
 
 import asyncio
+import collections
 import hashlib
 import itertools
 import logging
@@ -129,6 +130,7 @@ class AmiClient:
         self._pending: dict[str, _Pending] = {}
         self._listeners: list[EventListener] = []
         self._on_connected: list[Callable[[], Awaitable[None]]] = []
+        self._on_disconnected: list[Callable[[], None]] = []
         self._writer: asyncio.StreamWriter | None = None
         self._task: asyncio.Task[None] | None = None
         self._logged_in = asyncio.Event()
@@ -139,6 +141,8 @@ class AmiClient:
         self.events_received = 0
         self.listener_errors = 0
         self.banner: str | None = None
+        # wall-clock (lost_at, logged_in_again_at or None) of the latest link outages
+        self.outages: collections.deque[tuple[float, float | None]] = collections.deque(maxlen=1000)
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -147,6 +151,10 @@ class AmiClient:
 
     def on_connected(self, fn: Callable[[], Awaitable[None]]) -> None:
         self._on_connected.append(fn)
+
+    def on_disconnected(self, fn: Callable[[], None]) -> None:
+        """``fn()`` runs inline when a logged-in link drops (before any later event)."""
+        self._on_disconnected.append(fn)
 
     @property
     def connected(self) -> bool:
@@ -192,9 +200,9 @@ class AmiClient:
     async def _run(self) -> None:
         delay = self.backoff_initial
         while not self._stopping:
+            logins = self.connects
             try:
                 await self._session()
-                delay = self.backoff_initial
             except asyncio.CancelledError:
                 raise
             except AmiLoginError as e:
@@ -203,6 +211,8 @@ class AmiClient:
                 log.warning("AMI link to %s:%s lost: %s", self.host, self.port, e, extra={"server": self.name})
             finally:
                 self._drop_link("connection lost")
+                if self.connects != logins:
+                    delay = self.backoff_initial  # this link had logged in: start over from the first step
             if self._stopping:
                 return
             await asyncio.sleep(delay * (0.5 + random.random()))
@@ -218,6 +228,8 @@ class AmiClient:
         try:
             await self._login()
             self.connects += 1
+            if self.outages and self.outages[-1][1] is None:
+                self.outages[-1] = (self.outages[-1][0], time.time())
             self._logged_in.set()
             log.info("AMI connected", extra={"server": self.name, "host": self.host, "port": self.port})
             for fn in self._on_connected:
@@ -279,6 +291,13 @@ class AmiClient:
             raise AmiLoginError(e.response.message or "Authentication failed") from None
 
     def _drop_link(self, why: str) -> None:
+        if self._logged_in.is_set():
+            self.outages.append((time.time(), None))
+            for fn in self._on_disconnected:
+                try:
+                    fn()
+                except Exception:
+                    log.exception("AMI on-disconnect hook failed")
         self._logged_in.clear()
         if self._writer is not None:
             self._writer.close()
