@@ -10,7 +10,9 @@
 * Reconnects with exponential backoff and jitter (capped at 30 s); pings every
   ``ping_interval``; a peer silent for ``dead_after`` seconds is declared dead.
 * The reader never blocks: events are handed to inline listeners (which must be cheap)
-  right after parsing, so the socket is always drained.
+  right after parsing, and typed (:mod:`cti.ami.events`) into bounded per-subscriber
+  queues (``subscribe``) that drop their oldest event when full and count it, so the
+  socket is always drained.
 * ``on_connected`` callbacks run after every successful login (resynchronisation).
 
 Exceptions::
@@ -36,6 +38,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from cti.ami.events import AmiEvent, typed
 from cti.ami.protocol import AmiError, AmiParser, Banner, Fields, Message, format_action
 
 log = logging.getLogger(__name__)
@@ -96,6 +99,49 @@ class _Pending:
 EventListener = Callable[[Message], None]
 
 
+class EventQueue:
+    """A bounded queue of typed events for one subscriber (see :meth:`AmiClient.subscribe`).
+
+    Overflow policy: **drop the oldest** and count it in ``dropped``.  The reader never waits
+    for a subscriber: Asterisk disconnects a client that does not drain its socket within
+    ``writetimeout`` (100 ms), so a slow consumer loses its oldest events, not the link.
+    """
+
+    def __init__(self, names: frozenset[str] | None, maxsize: int) -> None:
+        if maxsize < 1:
+            raise ValueError("maxsize must be at least 1")
+        self.names = names
+        self.maxsize = maxsize
+        self._q: asyncio.Queue[AmiEvent] = asyncio.Queue(maxsize)
+        self.dropped = 0
+        self.delivered = 0
+
+    def wants(self, name: str) -> bool:
+        return self.names is None or name in self.names
+
+    def _put(self, ev: AmiEvent) -> None:
+        if self._q.full():
+            self._q.get_nowait()
+            self.dropped += 1
+        self._q.put_nowait(ev)
+        self.delivered += 1
+
+    async def get(self) -> AmiEvent:
+        return await self._q.get()
+
+    def get_nowait(self) -> AmiEvent:
+        return self._q.get_nowait()
+
+    def qsize(self) -> int:
+        return self._q.qsize()
+
+    def __aiter__(self) -> EventQueue:
+        return self
+
+    async def __anext__(self) -> AmiEvent:
+        return await self._q.get()
+
+
 class AmiClient:
     def __init__(
         self,
@@ -129,6 +175,7 @@ class AmiClient:
         self._prefix = f"cti-{random.getrandbits(32):08x}-"
         self._pending: dict[str, _Pending] = {}
         self._listeners: list[EventListener] = []
+        self._queues: list[EventQueue] = []
         self._on_connected: list[Callable[[], Awaitable[None]]] = []
         self._on_disconnected: list[Callable[[], None]] = []
         self._writer: asyncio.StreamWriter | None = None
@@ -147,7 +194,18 @@ class AmiClient:
     # -- lifecycle --------------------------------------------------------------------
 
     def add_listener(self, fn: EventListener) -> None:
+        """``fn(message)`` runs inline in the reader for every event: it must be cheap."""
         self._listeners.append(fn)
+
+    def subscribe(self, *names: str, maxsize: int = 10_000) -> EventQueue:
+        """A bounded queue receiving the named events (all when none is named), typed."""
+        q = EventQueue(frozenset(names) if names else None, maxsize)
+        self._queues.append(q)
+        return q
+
+    def unsubscribe(self, q: EventQueue) -> None:
+        if q in self._queues:
+            self._queues.remove(q)
 
     def on_connected(self, fn: Callable[[], Awaitable[None]]) -> None:
         self._on_connected.append(fn)
@@ -376,6 +434,12 @@ class AmiClient:
                 except Exception:
                     self.listener_errors += 1
                     log.exception("AMI event listener failed", extra={"event": msg.name})
+            ev: AmiEvent | None = None
+            for q in self._queues:
+                if q.wants(msg.name):
+                    if ev is None:
+                        ev = typed(msg)  # once, shared by every queue that wants it
+                    q._put(ev)
 
     # -- convenience for call control -------------------------------------------------
 
