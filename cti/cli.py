@@ -338,6 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--ami-drops", type=int, default=0)
     m.add_argument("--json", action="store_true")
     m.set_defaults(fn=cmd_simulate)
+    from cti.cli_customers import add_customer_commands
+    add_customer_commands(sub, _load)  # cti customers import|export|show
     for sp in (s, d, m):
         sp.add_argument("--config", default=argparse.SUPPRESS, help="path to cti.toml")
     return p

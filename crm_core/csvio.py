@@ -1,0 +1,609 @@
+"""Customer CSV import and export (see docs/customers-csv.md).
+
+Two halves:
+
+* pure, I/O-free: :class:`CsvRows`, :func:`parse_header`, :class:`RowValidator` / :func:`validate_rows` turn
+  CSV rows into :class:`CustomerRecord` values or :class:`Reject` values (line, column,
+  reason); :func:`export_fields` turns a stored customer back into CSV fields;
+* on a :class:`~crm_core.store.Store`: :func:`import_records` upserts validated records in
+  batches (SQLAlchemy Core ``INSERT ... ON CONFLICT DO UPDATE``, bulk phone rows, one
+  transaction per batch) and :func:`export_rows` streams the customers out.
+
+Import semantics: rows are applied in file order as if each were upserted on its own with
+``Store.upsert_customer``. A phone that belongs to another customer at that point rejects
+the row (``upsert_customer`` raises Conflict there); the ``phones`` column, when present,
+replaces the customer's phone set. A column absent from the header is left as stored; a column
+present with an empty cell clears the field (NULL, or 0 for the two numbers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import functools
+import itertools
+import math
+import re
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import String, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from crm_core._base import StoreBase
+from crm_core.errors import InvalidInput
+from crm_core.models import Customer, CustomerPhone, utcnow
+from crm_core.phone import normalize_phone
+
+__all__ = [
+    "COLUMNS", "REQUIRED_COLUMNS", "PHONE_SEPARATORS", "CsvHeaderError", "Header",
+    "CustomerRecord", "Problem", "Reject", "RowValidator", "ImportStats", "parse_header",
+    "validate_rows", "CsvRows", "import_records", "export_rows", "export_fields",
+]
+
+COLUMNS = ("account_no", "name", "phones", "email", "segment", "value_tier",
+           "monthly_revenue", "tenure_months", "account_manager")
+REQUIRED_COLUMNS = ("account_no", "name")
+PHONE_SEPARATORS = ";|"
+ROW = "(row)"  # the column named by a problem of the whole row
+MAX_PHONES = 20
+MAX_TENURE = 2**31 - 1
+_PHONE_SPLIT = re.compile(r"[;|]")
+_EMAIL = re.compile(r"[^@\s]+@[^@\s.]+(\.[^@\s.]+)+")
+_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+_INTEGER = re.compile(r"[+-]?\d+")
+_TEXT_COLUMNS = ("name", "email", "segment", "value_tier", "account_manager")
+
+
+def _max_len(column: str) -> int:
+    t = Customer.__table__.c[column].type
+    assert isinstance(t, String) and t.length is not None
+    return t.length
+
+
+_MAX_LEN = {c: _max_len(c) for c in ("account_no", *_TEXT_COLUMNS)}
+
+
+class CsvHeaderError(InvalidInput):
+    """The header row is missing, lacks a required column or names a column twice."""
+
+    error_id = "csv-header"
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """Where each known column sits in a row; ``unknown`` columns are ignored."""
+
+    width: int
+    index: dict[str, int]
+    unknown: tuple[str, ...]
+
+    def has(self, column: str) -> bool:
+        return column in self.index
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerRecord:
+    """One valid row. Fields of columns absent from the header are ``None``."""
+
+    line: int
+    account_no: str
+    name: str
+    phones: tuple[str, ...] | None
+    email: str | None
+    segment: str | None
+    value_tier: str | None
+    monthly_revenue: float | None
+    tenure_months: int | None
+    account_manager: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    column: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """A refused row: its 1-based line number in the file (the header is line 1)."""
+
+    line: int
+    account_no: str | None
+    problems: tuple[Problem, ...]
+
+
+@dataclass(slots=True)
+class ImportStats:
+    """``imported``: new account numbers; ``updated``: account numbers already stored (changed
+    or not); ``rejected``: refused rows."""
+
+    imported: int = 0
+    updated: int = 0
+    rejected: int = 0
+
+    @property
+    def rows(self) -> int:
+        return self.imported + self.updated + self.rejected
+
+    def line(self) -> str:
+        return f"imported={self.imported} updated={self.updated} rejected={self.rejected}"
+
+
+# -- pure: reading and validating -------------------------------------------------------------
+
+
+class CsvRows:
+    """``(line number where the record starts, fields)`` for each non-blank CSV record of
+    ``lines``; ``line_num`` is the last physical line read (for error messages)."""
+
+    def __init__(self, lines: Iterable[str]) -> None:
+        self._reader = csv.reader(lines)
+        self._last = 0
+
+    @property
+    def line_num(self) -> int:
+        return self._reader.line_num
+
+    def __iter__(self) -> CsvRows:
+        return self
+
+    def __next__(self) -> tuple[int, list[str]]:
+        while True:
+            fields = next(self._reader)
+            start, self._last = self._last + 1, self._reader.line_num
+            if fields and not (len(fields) == 1 and not fields[0].strip()):
+                return start, fields
+
+
+def parse_header(fields: Sequence[str]) -> Header:
+    """Column names are matched case-insensitively, surrounding blanks and a BOM ignored."""
+    names = [f.strip().lstrip("\ufeff").strip().lower() for f in fields]
+    index: dict[str, int] = {}
+    unknown: list[str] = []
+    for i, name in enumerate(names):
+        if name in index or (name in unknown and name):
+            raise CsvHeaderError(f"column {name!r} appears twice in the header")
+        if name in COLUMNS:
+            index[name] = i
+        else:
+            unknown.append(name)
+    missing = [c for c in REQUIRED_COLUMNS if c not in index]
+    if missing:
+        raise CsvHeaderError(
+            f"header lacks required column(s) {', '.join(missing)}"
+            f" (columns are {', '.join(COLUMNS)})")
+    return Header(width=len(names), index=index, unknown=tuple(unknown))
+
+
+class RowValidator:
+    """Validates rows one by one; remembers account numbers to refuse later duplicates.
+
+    Written as one straight pass per row (no per-row closures): it runs 100k+ times a file."""
+
+    def __init__(self, header: Header) -> None:
+        self.header = header
+        self._seen: dict[str, int] = {}
+        ix = header.index
+        self._width = header.width
+        self._acc = ix["account_no"]
+        self._text = tuple((c, ix.get(c), _MAX_LEN[c]) for c in _TEXT_COLUMNS)
+        self._phones_at = ix.get("phones")
+        self._revenue_at = ix.get("monthly_revenue")
+        self._tenure_at = ix.get("tenure_months")
+
+    def check(self, line: int, fields: Sequence[str]) -> CustomerRecord | Reject:
+        if len(fields) != self._width:
+            acc = fields[self._acc].strip() if len(fields) > self._acc else ""
+            return Reject(line, acc or None, (Problem(
+                ROW, f"expected {self._width} fields, got {len(fields)}"),))
+        problems: list[Problem] = []
+        account_no = fields[self._acc].strip()
+        if not account_no:
+            problems.append(Problem("account_no", "required"))
+        elif len(account_no) > _MAX_LEN["account_no"]:
+            problems.append(Problem("account_no",
+                                    f"longer than {_MAX_LEN['account_no']} characters"))
+        elif account_no in self._seen:
+            problems.append(Problem("account_no",
+                                    f"duplicate of line {self._seen[account_no]} in this file"))
+        else:
+            self._seen[account_no] = line
+        texts: list[str | None] = []
+        for column, at, limit in self._text:
+            value = fields[at].strip() if at is not None else None
+            if value and len(value) > limit:
+                problems.append(Problem(column, f"longer than {limit} characters"))
+            texts.append(value or None)
+        name, email, segment, value_tier, account_manager = texts
+        if name is None:
+            problems.append(Problem("name", "required"))
+        if email is not None and not _EMAIL.fullmatch(email):
+            problems.append(Problem("email", f"not an email address: {email!r}"))
+        phones = None if self._phones_at is None else _phones(fields[self._phones_at], problems)
+        revenue = (None if self._revenue_at is None
+                   else _revenue(fields[self._revenue_at].strip(), problems))
+        tenure = (None if self._tenure_at is None
+                  else _tenure(fields[self._tenure_at].strip(), problems))
+        if problems:
+            return Reject(line, account_no or None, tuple(problems))
+        assert name is not None
+        return CustomerRecord(
+            line, account_no, name, phones, email, segment, value_tier, revenue, tenure,
+            account_manager,
+        )
+
+
+def _phones(value: str, problems: list[Problem]) -> tuple[str, ...]:
+    if ";" not in value and "|" not in value:  # the common case: one number
+        value = value.strip()
+        if not value:
+            return ()
+        e164 = normalize_phone(value)
+        if e164 is None:
+            problems.append(Problem("phones", f"not a phone number: {value!r}"))
+            return ()
+        return (e164,)
+    out: list[str] = []
+    for raw in _PHONE_SPLIT.split(value):
+        raw = raw.strip()
+        if not raw:
+            continue
+        e164 = normalize_phone(raw)
+        if e164 is None:
+            problems.append(Problem("phones", f"not a phone number: {raw!r}"))
+        elif e164 not in out:
+            out.append(e164)
+    if len(out) > MAX_PHONES:
+        problems.append(Problem("phones", f"more than {MAX_PHONES} phone numbers"))
+    return tuple(out)
+
+
+def _revenue(value: str, problems: list[Problem]) -> float:
+    if not value:
+        return 0.0
+    if not _NUMBER.fullmatch(value):
+        problems.append(Problem("monthly_revenue", f"not a number: {value!r}"))
+        return 0.0
+    number = float(value)
+    if not math.isfinite(number):
+        problems.append(Problem("monthly_revenue", f"not a finite number: {value!r}"))
+    elif number < 0:
+        problems.append(Problem("monthly_revenue", f"must not be negative: {value!r}"))
+    return number
+
+
+def _tenure(value: str, problems: list[Problem]) -> int:
+    if not value:
+        return 0
+    if not _INTEGER.fullmatch(value):
+        problems.append(Problem("tenure_months", f"not a whole number of months: {value!r}"))
+        return 0
+    months = int(value)
+    if months < 0:
+        problems.append(Problem("tenure_months", f"must not be negative: {value!r}"))
+    elif months > MAX_TENURE:
+        problems.append(Problem("tenure_months", f"too large: {value!r}"))
+    return months
+
+
+def validate_rows(
+    header: Header, rows: Iterable[tuple[int, Sequence[str]]],
+) -> tuple[list[CustomerRecord], list[Reject]]:
+    """Rows in (line number, fields), valid records and rejects out (pure)."""
+    validator = RowValidator(header)
+    records: list[CustomerRecord] = []
+    rejects: list[Reject] = []
+    for line, fields in rows:
+        result = validator.check(line, fields)
+        if isinstance(result, Reject):
+            rejects.append(result)
+        else:
+            records.append(result)
+    return records, rejects
+
+
+# -- on a store: batched upserts --------------------------------------------------------------
+
+BATCH_SIZE = 2000
+_IN_CHUNK = 5000  # bound parameters per IN (...) lookup, well below SQLite's and asyncpg's limits
+_UPDATABLE = ("name", "email", "segment", "value_tier", "monthly_revenue", "tenure_months",
+              "account_manager")
+
+
+def _chunks(items: Sequence[Any], size: int = _IN_CHUNK) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+@dataclass(slots=True)
+class _PhonePlan:
+    accepted: list[CustomerRecord]
+    rejects: list[Reject]
+    delete: list[str] = field(default_factory=list)
+    insert: list[tuple[str, str]] = field(default_factory=list)  # (account_no, e164)
+    changed: set[str] = field(default_factory=set)  # account numbers whose phone set changes
+
+
+def plan_phones(records: Sequence[CustomerRecord],
+                stored: Iterable[tuple[str, str]]) -> _PhonePlan:
+    """Apply the rows' phone sets in order (pure). ``stored``: ``(e164, owner account_no)`` of
+    every stored phone that a row names or that a row's customer holds. A row naming a phone
+    that another customer holds at that point is rejected, as ``upsert_customer`` would."""
+    owner: dict[str, str] = {}
+    held: dict[str, set[str]] = {}
+    for e164, account in stored:
+        owner[e164] = account
+        held.setdefault(account, set()).add(e164)
+    before = {a: frozenset(p) for a, p in held.items()}
+    plan = _PhonePlan(accepted=[], rejects=[])
+    accepted = plan.accepted.append
+    for r in records:
+        phones, account = r.phones, r.account_no
+        assert phones is not None
+        taken = [p for p in phones if owner.get(p, account) != account]
+        if taken:
+            plan.rejects.append(Reject(r.line, account, tuple(
+                Problem("phones", f"{p} belongs to another customer (account {owner[p]})")
+                for p in taken)))
+            continue
+        old = held.get(account)
+        if old:
+            for p in old.difference(phones):
+                del owner[p]
+        for p in phones:
+            owner[p] = account
+        held[account] = set(phones)
+        accepted(r)
+    for r in plan.accepted:
+        assert r.phones is not None
+        old_set = before.get(r.account_no)
+        if not old_set:
+            added = r.phones
+        else:
+            gone = old_set.difference(r.phones)
+            added = tuple(p for p in r.phones if p not in old_set)
+            plan.delete.extend(sorted(gone))
+            if gone:
+                plan.changed.add(r.account_no)
+        if added:
+            plan.insert.extend((r.account_no, p) for p in added)
+            plan.changed.add(r.account_no)
+    return plan
+
+
+class _Driver:
+    """Statements run at the driver level on one connection of a write unit.
+
+    The upsert and the phone insert are SQLAlchemy Core statements compiled once per batch
+    and run with the driver's own ``executemany`` on plain tuples: a compiled execute processes
+    every row's parameters in Python, which costs more than SQLite's own work. The lookups are
+    one-line SQL with positional markers (``?`` for sqlite3, ``$n`` for asyncpg); table names
+    come from the models, and PostgreSQL finds them on the store's ``search_path``."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+        self.dialect = conn.dialect
+        if self.dialect.paramstyle not in ("qmark", "numeric_dollar"):
+            raise NotImplementedError(f"paramstyle {self.dialect.paramstyle!r}")
+
+    def marks(self, n: int, start: int = 1) -> str:
+        if self.dialect.paramstyle == "qmark":
+            return ",".join("?" * n)
+        return ",".join(f"${i}" for i in range(start, start + n))
+
+    def bind(self, column: Any, value: Any) -> Any:
+        """``value`` as the driver wants it for ``column`` (e.g. a UTCDateTime)."""
+        processor = column.type.bind_processor(self.dialect)
+        return processor(value) if processor is not None else value
+
+    async def rows(self, sql: str, params: Sequence[Any]) -> Sequence[Any]:
+        """The result rows (tuple-like, hashable)."""
+        return (await self.conn.exec_driver_sql(sql, tuple(params))).all()
+
+    async def run(self, sql: str, params: Sequence[Any]) -> None:
+        await self.conn.exec_driver_sql(sql, tuple(params))
+
+    async def many(self, sql: str, params: list[tuple[Any, ...]]) -> None:
+        if params:
+            await self.conn.exec_driver_sql(sql, params)
+
+    async def ids(self, accounts: Sequence[str]) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for chunk in _chunks(accounts):
+            out.update(await self.rows(  # noqa: S608 (markers only)
+                f"SELECT account_no, id FROM {_CUSTOMERS} WHERE account_no IN"
+                f" ({self.marks(len(chunk))})", chunk))
+        return out
+
+    async def stored_phones(self, phones: Sequence[str],
+                            customer_ids: Sequence[int]) -> set[tuple[str, str]]:
+        """``(e164, owner account_no)`` of the given phones and of the given customers' phones."""
+        base = (f"SELECT p.e164, c.account_no FROM {_PHONES} p JOIN {_CUSTOMERS} c"
+                " ON c.id = p.customer_id WHERE ")
+        out: set[tuple[str, str]] = set()
+        for chunk in _chunks(phones):
+            out.update(await self.rows(base + f"p.e164 IN ({self.marks(len(chunk))})", chunk))
+        for ids in _chunks(customer_ids):
+            out.update(await self.rows(base + f"p.customer_id IN ({self.marks(len(ids))})", ids))
+        return out
+
+
+def _compile(dialect: Dialect, stmt: Any, keys: Sequence[str]) -> tuple[str, tuple[str, ...]]:
+    """SQL text and the order of its positional parameters."""
+    compiled = stmt.compile(dialect=dialect, column_keys=list(keys))
+    assert compiled.positiontup is not None
+    return str(compiled), tuple(compiled.positiontup)
+
+
+@functools.lru_cache(maxsize=16)
+def _upsert_sql(dialect: Dialect, columns: tuple[str, ...]) -> tuple[str, tuple[int, ...]]:
+    """``INSERT ... ON CONFLICT (account_no) DO UPDATE`` of ``columns`` (and ``updated_at``),
+    only where one of them differs; with the index in ``_INSERT_KEYS`` of each parameter."""
+    table = Customer.__table__
+    ins = (postgresql.insert if dialect.name == "postgresql" else sqlite.insert)(table)
+    sql, order = _compile(dialect, ins.on_conflict_do_update(
+        index_elements=["account_no"],
+        set_={**{c: ins.excluded[c] for c in columns}, "updated_at": ins.excluded.updated_at},
+        where=or_(*(table.c[c].is_distinct_from(ins.excluded[c]) for c in columns)),
+    ), _INSERT_KEYS)
+    return sql, tuple(_INSERT_KEYS.index(k) for k in order)
+
+
+_CUSTOMERS = Customer.__tablename__
+_PHONES = CustomerPhone.__tablename__
+_INSERT_KEYS = ("account_no", "name", "email", "segment", "value_tier", "monthly_revenue",
+                "tenure_months", "account_manager", "created_at", "updated_at", "erased")
+
+
+async def write_batch(store: StoreBase, header: Header,
+                      records: Sequence[CustomerRecord]) -> tuple[int, int, list[Reject]]:
+    """Upsert ``records`` (distinct account numbers, file order) in one transaction.
+
+    Returns ``(imported, updated, rejects)``; rejects are rows whose phones belong to another
+    customer. A stored row that would not change is left untouched (``updated_at`` kept)."""
+    if not records:
+        return 0, 0, []
+    with_phones = header.has("phones")
+    columns = [c for c in _UPDATABLE if header.has(c)]
+    table = Customer.__table__
+    async with store._write() as s:  # noqa: SLF001 (crm_core-internal unit of work)
+        db = _Driver(await s.connection())
+        existing = await db.ids([r.account_no for r in records])
+        plan = _PhonePlan(accepted=list(records), rejects=[])
+        if with_phones:
+            wanted = sorted({p for r in records for p in (r.phones or ())})
+            plan = plan_phones(records, await db.stored_phones(wanted, list(existing.values())))
+        if not plan.accepted:
+            return 0, 0, plan.rejects
+        now = db.bind(table.c.updated_at, utcnow())
+        erased = db.bind(table.c.erased, False)
+        sql, pick = _upsert_sql(db.dialect, tuple(columns))
+        params = [(r.account_no, r.name, r.email, r.segment, r.value_tier,
+                   r.monthly_revenue or 0.0, r.tenure_months or 0, r.account_manager,
+                   now, now, erased) for r in plan.accepted]
+        if pick != tuple(range(len(_INSERT_KEYS))):
+            params = [tuple(row[i] for i in pick) for row in params]
+        await db.many(sql, params)
+        new = [r.account_no for r in plan.accepted if r.account_no not in existing]
+        if with_phones:
+            ids = {**existing, **(await db.ids([a for a, _p in plan.insert if a not in existing]))}
+            for chunk in _chunks(plan.delete):
+                await db.run(f"DELETE FROM {_PHONES} WHERE e164 IN ({db.marks(len(chunk))})",
+                              chunk)
+            sql, order = _compile(db.dialect, CustomerPhone.__table__.insert(),
+                                  ("customer_id", "e164"))
+            await db.many(sql, [(ids[a], p) if order[0] == "customer_id" else (p, ids[a])
+                                for a, p in plan.insert])
+            touched = sorted(existing[a] for a in plan.changed if a in existing)
+            for chunk in _chunks(touched):
+                await db.run(f"UPDATE {_CUSTOMERS} SET updated_at = {db.marks(1)} WHERE id IN"
+                              f" ({db.marks(len(chunk), start=2)})", (now, *chunk))
+    return len(new), len(plan.accepted) - len(new), plan.rejects
+
+
+def _take(validator: RowValidator, rows: Iterator[tuple[int, Sequence[str]]],
+          n: int) -> tuple[list[CustomerRecord], list[Reject]]:
+    """Read and validate the next ``n`` rows (runs in a worker thread)."""
+    records: list[CustomerRecord] = []
+    rejects: list[Reject] = []
+    check = validator.check
+    for line, fields in itertools.islice(rows, n):
+        result = check(line, fields)
+        if isinstance(result, Reject):
+            rejects.append(result)
+        else:
+            records.append(result)
+    return records, rejects
+
+
+async def import_records(
+    store: StoreBase,
+    header: Header,
+    rows: Iterable[tuple[int, Sequence[str]]],
+    *,
+    batch_size: int = BATCH_SIZE,
+    on_reject: Callable[[Reject], None] | None = None,
+    on_progress: Callable[[ImportStats], None] | None = None,
+) -> ImportStats:
+    """Validate ``rows`` and upsert them batch by batch (one transaction each).
+
+    Reading and validating the next batch runs in a worker thread while the current batch is
+    written, so the two overlap (SQLite releases the GIL while it works). ``on_reject`` sees
+    every rejected row, in line order within a batch; ``on_progress`` sees the running totals
+    after each batch. An error (unreadable file, database error) raises; the batches before it
+    stay committed, so the import can simply be run again."""
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    validator = RowValidator(header)
+    source = iter(rows)
+    stats = ImportStats()
+    upcoming = asyncio.ensure_future(asyncio.to_thread(_take, validator, source, batch_size))
+    try:
+        while True:
+            records, rejects = await upcoming
+            if not records and not rejects:
+                return stats
+            upcoming = asyncio.ensure_future(
+                asyncio.to_thread(_take, validator, source, batch_size))
+            imported, updated, late = await write_batch(store, header, records)
+            stats.imported += imported
+            stats.updated += updated
+            stats.rejected += len(rejects) + len(late)
+            if on_reject is not None:
+                for r in sorted(rejects + late, key=lambda r: r.line):
+                    on_reject(r)
+            if on_progress is not None:
+                on_progress(stats)
+    finally:
+        if not upcoming.done():
+            # let the worker finish its batch: nothing else may read ``rows`` meanwhile
+            with contextlib.suppress(Exception):
+                await asyncio.shield(upcoming)
+        elif not upcoming.cancelled():
+            upcoming.exception()  # retrieved: an error of a batch never written is moot
+
+
+# -- on a store: streaming export -------------------------------------------------------------
+
+
+def export_fields(account_no: str, name: str, phones: Sequence[str], email: str | None,
+                  segment: str | None, value_tier: str | None, monthly_revenue: float | None,
+                  tenure_months: int | None, account_manager: str | None) -> list[str]:
+    """One customer as CSV fields in :data:`COLUMNS` order (pure; re-imports to the same)."""
+    return [account_no, name, ";".join(phones), email or "", segment or "", value_tier or "",
+            repr(float(monthly_revenue or 0.0)), str(int(tenure_months or 0)),
+            account_manager or ""]
+
+
+async def export_rows(store: StoreBase, *, chunk: int = 2000) -> AsyncIterator[list[str]]:
+    """The header, then every customer that is not erased, by id; streamed ``chunk`` rows at
+    a time (a server-side cursor on PostgreSQL), never the whole table in memory."""
+    yield list(COLUMNS)
+    c = Customer.__table__.c
+    stmt = (
+        select(c.id, c.account_no, c.name, c.email, c.segment, c.value_tier, c.monthly_revenue,
+               c.tenure_months, c.account_manager, CustomerPhone.e164)
+        .outerjoin(CustomerPhone, CustomerPhone.customer_id == c.id)
+        .where(c.erased.is_(False))
+        .order_by(c.id, CustomerPhone.id)
+        .execution_options(yield_per=chunk)
+    )
+    async with store._read() as s:  # noqa: SLF001
+        result = await s.stream(stmt)
+        current: tuple[Any, ...] | None = None
+        phones: list[str] = []
+        async for part in result.partitions(chunk):
+            for row in part:
+                if current is None or row[0] != current[0]:
+                    if current is not None:
+                        yield export_fields(current[1], current[2], phones, *current[3:9])
+                    current, phones = tuple(row), []
+                if row[9] is not None:
+                    phones.append(row[9])
+        if current is not None:
+            yield export_fields(current[1], current[2], phones, *current[3:9])
