@@ -37,8 +37,8 @@ def imports_of(path: Path) -> set[str]:
 def kind_of(module: str) -> str | None:
     top = module.split(".")[0]
     if top == "cti":
-        if module in ("cti.app", "cti.cli"):
-            return None  # the composition root may import everything
+        if module in ("cti.app", "cti.cli", "cti.cli_customers", "cti.__main__"):
+            return None  # the composition root (and the CLI around it) may import everything
         return "cti.low"
     return top
 
@@ -50,7 +50,7 @@ def test_imports_point_one_way() -> None:
             module = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
             kind = kind_of(module)
             for imp in imports_of(path):
-                if imp in ("cti.app", "cti.cli") and module != "cti.cli":
+                if imp in ("cti.app", "cti.cli") and module not in ("cti.cli", "cti.__main__", "cti.cli_customers"):
                     bad.append(f"{module} imports the composition root {imp}")
                     continue
                 if kind is None:
