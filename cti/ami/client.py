@@ -132,6 +132,15 @@ class EventQueue:
     def get_nowait(self) -> AmiEvent:
         return self._q.get_nowait()
 
+    async def get_batch(self, limit: int = 1000) -> list[AmiEvent]:
+        """Wait for one event, then take every event already queued (up to ``limit``):
+        a consumer wakes once per socket read instead of once per event."""
+        out = [await self._q.get()]
+        q = self._q
+        while len(out) < limit and not q.empty():
+            out.append(q.get_nowait())
+        return out
+
     def qsize(self) -> int:
         return self._q.qsize()
 
@@ -174,6 +183,7 @@ class AmiClient:
         self._ids = itertools.count(1)
         self._prefix = f"cti-{random.getrandbits(32):08x}-"
         self._pending: dict[str, _Pending] = {}
+        self._lists = 0  # pending actions collecting an event list
         self._listeners: list[EventListener] = []
         self._queues: list[EventQueue] = []
         self._on_connected: list[Callable[[], Awaitable[None]]] = []
@@ -361,6 +371,7 @@ class AmiClient:
             self._writer.close()
             self._writer = None
         pending, self._pending = self._pending, {}
+        self._lists = 0
         for p in pending.values():
             if not p.future.done():
                 p.future.set_exception(AmiConnectionLost(f"{p.action}: {why}"))
@@ -390,7 +401,9 @@ class AmiClient:
         try:
             return await self._await(fut, aid, self.action_timeout if timeout is None else timeout)
         finally:
-            self._pending.pop(aid, None)
+            done = self._pending.pop(aid, None)
+            if done is not None and done.is_list:
+                self._lists -= 1
 
     async def _await(self, fut: asyncio.Future[Response], aid: str, limit: float) -> Response:
         try:
@@ -409,37 +422,40 @@ class AmiClient:
         return r
 
     def _dispatch(self, msg: Message) -> None:
-        aid = msg.get("ActionID")
-        p = self._pending.get(aid) if aid else None
-        if p is not None:
-            if msg.is_response:
+        if not msg.is_event:
+            aid = msg.get("ActionID")
+            p = self._pending.get(aid) if aid else None
+            if p is not None and msg.is_response:
                 resp = Response(p.action, msg)
                 if (msg.get("EventList") or "").lower() == "start":
                     p.response, p.is_list = resp, True
+                    self._lists += 1
                 elif not p.future.done():
                     p.future.set_result(resp)
-                return
-            if msg.is_event and p.is_list and p.response is not None:
+            return
+        if self._lists:  # an event list is being collected: its events carry our ActionID
+            aid = msg.get("ActionID")
+            p = self._pending.get(aid) if aid else None
+            if p is not None and p.is_list and p.response is not None:
                 if (msg.get("EventList") or "").lower() == "complete":
                     if not p.future.done():
                         p.future.set_result(p.response)
                 else:
                     p.response.events.append(msg)
                 return
-        if msg.is_event:
-            self.events_received += 1
-            for fn in self._listeners:
-                try:
-                    fn(msg)
-                except Exception:
-                    self.listener_errors += 1
-                    log.exception("AMI event listener failed", extra={"event": msg.name})
-            ev: AmiEvent | None = None
-            for q in self._queues:
-                if q.wants(msg.name):
-                    if ev is None:
-                        ev = typed(msg)  # once, shared by every queue that wants it
-                    q._put(ev)
+        self.events_received += 1
+        for fn in self._listeners:
+            try:
+                fn(msg)
+            except Exception:
+                self.listener_errors += 1
+                log.exception("AMI event listener failed", extra={"event": msg.name})
+        ev: AmiEvent | None = None
+        for q in self._queues:
+            if q.wants(msg.name):
+                if ev is None:
+                    ev = typed(msg)  # once, shared by every queue that wants it
+                q._put(ev)
 
     # -- convenience for call control -------------------------------------------------
 

@@ -170,7 +170,7 @@ EVENT_TYPES: dict[str, type[AmiEvent]] = {
 
 # (field name, header, is int) per class, computed once
 _PLAN: dict[type[AmiEvent], tuple[tuple[str, str, bool], ...]] = {
-    cls: tuple((f.name, f.metadata["h"], bool(f.metadata.get("int")))
+    cls: tuple((f.name, f.metadata["h"].lower(), bool(f.metadata.get("int")))
                for f in dataclasses.fields(cls) if "h" in f.metadata)
     for cls in EVENT_TYPES.values()
 }
@@ -181,9 +181,7 @@ def typed(msg: Message) -> AmiEvent:
     cls = EVENT_TYPES.get(msg.name)
     if cls is None:
         return RawEvent(msg)
-    headers: dict[str, str] = {}
-    for k, v in msg.headers:
-        headers.setdefault(k, v)
+    headers = msg.index()
     kw: dict[str, Any] = {}
     for name, header, is_int in _PLAN[cls]:
         v = headers.get(header, "")

@@ -55,18 +55,51 @@ class Banner:
         return self.text.rpartition("/")[2]
 
 
-@dataclass(frozen=True, slots=True)
 class Message:
-    """One AMI message (action, response or event) with its headers in wire order."""
+    """One AMI message (action, response or event) with its headers in wire order.
 
-    headers: tuple[tuple[str, str], ...]
+    Parsed lazily: the parser keeps the message's text, and the headers are split only when
+    first read (the name alone needs only the first line).  Most events a client receives
+    are looked at by name and dropped, so this is where a fast AMI reader saves its time.
+    """
+
+    __slots__ = ("_text", "_headers", "_index", "_first")
+
+    def __init__(self, headers: Iterable[tuple[str, str]] | None = None, *, text: str | None = None) -> None:
+        self._text = text
+        self._headers: tuple[tuple[str, str], ...] | None = None if headers is None else tuple(headers)
+        self._index: dict[str, str] | None = None
+        self._first: tuple[str, str] | None = None
+
+    @property
+    def headers(self) -> tuple[tuple[str, str], ...]:
+        h = self._headers
+        if h is None:
+            h = self._headers = tuple(_header(line) for line in _lines(self._text or ""))
+        return h
+
+    def index(self) -> dict[str, str]:
+        """Lower-cased header name -> first value (built once, straight from the text)."""
+        idx = self._index
+        if idx is None:
+            if self._headers is not None:
+                pairs = [(k, ": ", v) for k, v in reversed(self._headers)]
+            else:
+                text = self._text or ""
+                if "\r" in text:
+                    text = text.replace("\r\n", "\n")
+                pairs = [ln.partition(": ") for ln in text.split("\n")]
+                pairs.reverse()
+            idx = {}
+            for k, sep, v in pairs:  # last to first: the first value of a name wins
+                if not sep:
+                    k, v = _header(k)
+                idx[k.lower()] = v
+            self._index = idx
+        return idx
 
     def get(self, name: str, default: str | None = None) -> str | None:
-        low = name.lower()
-        for k, v in self.headers:
-            if k.lower() == low:
-                return v
-        return default
+        return self.index().get(name.lower(), default)
 
     def __getitem__(self, name: str) -> str:
         v = self.get(name)
@@ -76,6 +109,15 @@ class Message:
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self.get(name) is not None
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Message) and self.headers == other.headers
+
+    def __hash__(self) -> int:
+        return hash(self.headers)
+
+    def __repr__(self) -> str:
+        return f"Message({self.headers!r})"
 
     def get_all(self, name: str) -> list[str]:
         low = name.lower()
@@ -90,7 +132,16 @@ class Message:
 
     @property
     def first(self) -> tuple[str, str]:
-        return self.headers[0] if self.headers else ("", "")
+        f = self._first
+        if f is None:
+            if self._headers is not None or self._text is None:
+                f = self.headers[0] if self.headers else ("", "")
+            else:
+                t = self._text
+                nl = t.find("\n")
+                f = _header(t if nl < 0 else t[:nl].rstrip("\r"))
+            self._first = f
+        return f
 
     @property
     def is_event(self) -> bool:
@@ -117,8 +168,28 @@ class Message:
         return iter(self.headers)
 
 
+def _lines(text: str) -> list[str]:
+    lines = text.split("\n")
+    if "\r" in text:
+        lines = [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
+    return lines
+
+
+def _header(line: str) -> tuple[str, str]:
+    k, sep, v = line.partition(": ")
+    if sep:
+        return k, v
+    if line.endswith(":"):
+        return line[:-1], ""
+    return "", line
+
+
 class AmiParser:
-    """Incremental AMI parser: ``feed(bytes) -> [Banner | Message, ...]``."""
+    """Incremental AMI parser: ``feed(bytes) -> [Banner | Message, ...]``.
+
+    Messages are cut at the blank line with ``bytes.find`` (in C) and decoded once; their
+    headers are split only when read (:class:`Message`).
+    """
 
     def __init__(
         self,
@@ -130,8 +201,6 @@ class AmiParser:
     ) -> None:
         self._buf = bytearray()
         self._need_banner = expect_banner
-        self._headers: list[tuple[str, str]] = []
-        self._msg_bytes = 0
         self.max_line = max_line
         self.max_message = max_message
         self.max_headers = max_headers
@@ -142,49 +211,66 @@ class AmiParser:
         buf = self._buf
         buf += data
         start = 0
-        find = buf.find
-        headers = self._headers
-        while True:
-            nl = find(b"\n", start)
+        n = len(buf)
+        if self._need_banner:
+            nl = buf.find(b"\n")
             if nl < 0:
-                break
-            end = nl
-            if end > start and buf[end - 1] == 0x0D:
-                end -= 1
-            if end - start > self.max_line:
-                raise AmiFramingError(f"AMI line of {end - start} bytes exceeds {self.max_line}")
-            line = buf[start:end].decode("utf-8", "replace")
-            self._msg_bytes += nl + 1 - start
+                if n > self.max_line:
+                    raise AmiFramingError(f"AMI line exceeds {self.max_line} bytes without a terminator")
+                return out
+            line = buf[:nl].rstrip(b"\r").decode("utf-8", "replace")
+            if not line.startswith("Asterisk Call Manager/"):
+                raise AmiFramingError(f"not an AMI banner: {line[:80]!r}")
+            self._need_banner = False
+            out.append(Banner(line))
             start = nl + 1
-            if self._need_banner:
-                self._need_banner = False
-                if not line.startswith("Asterisk Call Manager/"):
-                    raise AmiFramingError(f"not an AMI banner: {line[:80]!r}")
-                out.append(Banner(line))
-                self._msg_bytes = 0
+        find = buf.find
+        # next "\n\r\n" / "\n\n" at or after start (-1: none in this buffer): each is searched
+        # again only once start has passed it, so a feed stays linear in its size
+        na = nb = -2
+        while start < n:
+            c = buf[start]
+            if c == 0x0A:  # an empty line between messages
+                start += 1
                 continue
-            if not line:
-                if headers:
-                    out.append(Message(tuple(headers)))
-                    self.messages_parsed += 1
-                    headers = self._headers = []
-                self._msg_bytes = 0
+            if c == 0x0D and start + 1 < n and buf[start + 1] == 0x0A:
+                start += 2
                 continue
-            k, sep, v = line.partition(": ")
-            if not sep:
-                if line.endswith(":"):
-                    k, v = line[:-1], ""
-                else:
-                    k, v = "", line
-            headers.append((k, v))
-            if len(headers) > self.max_headers or self._msg_bytes > self.max_message:
-                raise AmiFramingError(
-                    f"AMI message exceeds {self.max_headers} headers / {self.max_message} bytes"
-                )
+            if na != -1 and na < start:
+                na = find(b"\n\r\n", start)
+            if nb != -1 and nb < start:
+                nb = find(b"\n\n", start)
+            a, b = na, nb
+            if a < 0 and b < 0:
+                break
+            if a < 0 or (0 <= b < a):
+                end, nxt = b, b + 2
+            else:
+                end, nxt = a, a + 3
+            size = end - start
+            if size > self.max_message:
+                raise AmiFramingError(f"AMI message of {size} bytes exceeds {self.max_message}")
+            block = buf[start:end]
+            if block.count(b"\n") >= self.max_headers:
+                raise AmiFramingError(f"AMI message exceeds {self.max_headers} headers")
+            if size > self.max_line:
+                for ln in block.split(b"\n"):
+                    if len(ln.rstrip(b"\r")) > self.max_line:
+                        raise AmiFramingError(f"AMI line of {len(ln)} bytes exceeds {self.max_line}")
+            if block.endswith(b"\r"):
+                block = block[:-1]
+            out.append(Message(text=block.decode("utf-8", "replace")))
+            self.messages_parsed += 1
+            start = nxt
         if start:
             del buf[:start]
-        if len(buf) > self.max_line:
-            raise AmiFramingError(f"AMI line exceeds {self.max_line} bytes without a terminator")
+        rest = len(buf)
+        if rest > self.max_line:
+            last = buf.rfind(b"\n")
+            if rest - last - 1 > self.max_line:
+                raise AmiFramingError(f"AMI line exceeds {self.max_line} bytes without a terminator")
+            if rest > self.max_message:
+                raise AmiFramingError(f"AMI message exceeds {self.max_message} bytes")
         return out
 
     @property
