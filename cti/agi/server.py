@@ -113,7 +113,8 @@ class FastAgiServer:
                         rest = [e for e in evs[i + 1:] if not isinstance(e, Environment)]
                         return ev, rest
         try:
-            return await asyncio.wait_for(read(), self.env_timeout)
+            async with asyncio.timeout(self.env_timeout):
+                return await read()
         except (TimeoutError, AgiProtocolError) as e:
             log.info("FastAGI connection refused: %s", e or "environment timeout")
             return None
@@ -179,7 +180,8 @@ class FastAgiServer:
             async def drain_to_eof() -> None:
                 while await reader.read(4096):
                     pass
-            await asyncio.wait_for(drain_to_eof(), self.close_wait)
+            async with asyncio.timeout(self.close_wait):
+                await drain_to_eof()
         except (TimeoutError, ConnectionError, OSError):
             pass
         finally:

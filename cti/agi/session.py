@@ -82,7 +82,8 @@ class AgiSession:
         self._writer.write(line)
         self.commands_sent += 1
         try:
-            reply = await asyncio.wait_for(self._await_reply(), timeout or self.command_timeout)
+            async with asyncio.timeout(timeout or self.command_timeout):  # no extra task, unlike wait_for
+                reply = await self._await_reply()
         except TimeoutError:
             raise AgiTimeout(f"no reply to {verb} within {timeout or self.command_timeout}s") from None
         if reply.code == 200:
