@@ -18,9 +18,8 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.pool import QueuePool
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from crm_core.models import Base
 
-__all__ = ["make_engine", "sync_twin", "create_schema", "is_sqlite", "WRITE_OPTION"]
+__all__ = ["make_engine", "sync_twin", "ensure_pg_schema", "is_sqlite", "WRITE_OPTION"]
 
 log = logging.getLogger(__name__)
 WRITE_OPTION = "crm_write"
@@ -101,9 +100,8 @@ def _install_sqlite_hooks(engine: AsyncEngine | Engine, always_immediate: bool =
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
-async def create_schema(engine: AsyncEngine, *, schema: str | None = None) -> None:
-    """Create every table that is missing (Alembic will own this later)."""
-    async with engine.begin() as conn:
-        if schema and engine.dialect.name == "postgresql":
+async def ensure_pg_schema(engine: AsyncEngine, schema: str | None) -> None:
+    """Create the PostgreSQL schema named in the store's ``search_path`` (no-op elsewhere)."""
+    if schema and engine.dialect.name == "postgresql":
+        async with engine.begin() as conn:
             await conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {_quote_ident(schema)}"))
-        await conn.run_sync(Base.metadata.create_all)

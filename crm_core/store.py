@@ -27,7 +27,8 @@ from crm_core._base import (
     StoreBase, TimeLike, call_dto, contact_dto, customer_dto, to_dt, to_epoch,
 )
 from crm_core.analytics import WINDOW_S, Signal, churn_score
-from crm_core.db import create_schema, make_engine
+from crm_core import migrate
+from crm_core.db import ensure_pg_schema, make_engine
 from crm_core.dto import ContactDTO, Customer360, CustomerDTO
 from crm_core.errors import Conflict, InvalidInput, NotFound
 from crm_core.models import (
@@ -68,8 +69,9 @@ class _Opening:
 class Store(CallLogMixin, StaffMixin, SeedMixin, StoreBase):
     @classmethod
     def open(cls, url: str, *, create: bool = True, schema: str | None = None) -> _Opening:
-        """Open a store on ``url``; ``create`` makes missing tables; ``schema`` (PostgreSQL)
-        puts the tables in that schema (created if missing)."""
+        """Open a store on ``url``.  ``create`` builds or upgrades the schema (Alembic, to the
+        newest revision); without it an outdated schema raises ``SchemaOutdated``.  ``schema``
+        (PostgreSQL) puts the tables in that schema (created if missing)."""
         return _Opening(url, create, schema)
 
     @classmethod
@@ -77,7 +79,10 @@ class Store(CallLogMixin, StaffMixin, SeedMixin, StoreBase):
         engine = make_engine(url, schema=schema)
         try:
             if create:
-                await create_schema(engine, schema=schema)
+                await ensure_pg_schema(engine, schema)
+                await migrate.upgrade(engine)
+            else:
+                await migrate.check_current(engine)
         except Exception:
             await engine.dispose()
             raise

@@ -41,10 +41,11 @@ log = logging.getLogger(__name__)
 
 class CtiApp:
     def __init__(self, settings: Settings, *, db_url: str | None = None,
-                 agent_passwords: dict[str, str] | None = None) -> None:
+                 agent_passwords: dict[str, str] | None = None, migrate: bool = True) -> None:
         self.settings = settings
         self.db_url = db_url or settings.database.url
         self.agent_passwords = agent_passwords or {}
+        self.migrate = migrate  # False: refuse an outdated schema instead of upgrading it
         self.bus = Bus()
         self.tracker = CallTracker(settings.ami.name)
         self.stats = StatsFold()
@@ -61,7 +62,7 @@ class CtiApp:
 
     async def start(self, *, http_port: int | None = None, agi_port: int | None = None) -> None:
         s = self.settings
-        self.store = await Store.open(self.db_url)
+        self.store = await Store.open(self.db_url, create=self.migrate)
         agents = [Agent(a.id, a.name, a.id, dict(a.skills)) for a in s.agents]
         for a in s.agents:
             await self.store.upsert_agent(a.id, a.name, a.id, dict(a.skills))

@@ -307,15 +307,48 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     async def main() -> None:
         stop = _stop_on_signals()
-        app = CtiApp(settings)
+        app = CtiApp(settings, migrate=False)  # a production schema changes only by `cti db upgrade`
         await app.start()
         await app.connect_ami()
         print(f"cti serving: agent desktop {settings.http.public_url}/agent", flush=True)
         await stop.wait()
         await app.stop()
 
-    asyncio.run(main())
+    from crm_core.migrate import SchemaOutdated
+
+    try:
+        asyncio.run(main())
+    except SchemaOutdated as e:
+        print(f"cti serve: {e}", file=sys.stderr)
+        return 2
     return 0
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    """``cti db upgrade`` builds or upgrades the schema; ``cti db status`` tells where it is."""
+    from crm_core import migrate
+    from crm_core.db import ensure_pg_schema, make_engine
+
+    url = args.db if args.db and "://" in args.db else (
+        f"sqlite+aiosqlite:///{args.db}" if args.db else _load(args.config).database.url)
+
+    async def main() -> int:
+        engine = make_engine(url)
+        try:
+            if args.action == "upgrade":
+                before = await migrate.schema_state(engine)
+                await ensure_pg_schema(engine, None)
+                state = await migrate.upgrade(engine)
+                print(f"schema {before.current or 'empty'} -> {state.current} (newest {state.head})")
+                return 0
+            state = await migrate.schema_state(engine)
+            print(f"schema {state.current or 'empty'}, newest {state.head}: "
+                  + ("up to date" if state.up_to_date else "run `cti db upgrade`"))
+            return 0 if state.up_to_date else 1
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(main())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -338,9 +371,13 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--ami-drops", type=int, default=0)
     m.add_argument("--json", action="store_true")
     m.set_defaults(fn=cmd_simulate)
+    db = sub.add_parser("db", help="the CRM schema: upgrade (build or migrate) or status")
+    db.add_argument("action", choices=("upgrade", "status"))
+    db.add_argument("--db", default=None, help="database URL or SQLite file (default: database.url)")
+    db.set_defaults(fn=cmd_db)
     from cti.cli_customers import add_customer_commands
     add_customer_commands(sub, _load)  # cti customers import|export|show
-    for sp in (s, d, m):
+    for sp in (s, d, m, db):
         sp.add_argument("--config", default=argparse.SUPPRESS, help="path to cti.toml")
     return p
 
