@@ -4,9 +4,14 @@ This walking-skeleton score looks at the last ``window_days`` (30) only:
 
 * repeat calls: a call within 7 days of the customer's previous call (unresolved issue);
 * abandoned calls: the customer gave up waiting;
-* complaints: a contact or call whose disposition is a complaint code.
+* complaints: a contact or call whose disposition is a complaint code;
+* a falling revenue trend: the latest month's revenue is at least ``REVENUE_DROP`` (25%)
+  below the average of the three months before it.
 
 Each signal adds a fixed weight; the score is capped at 1.0.
+
+Value tiers (:class:`TierRule`): by default the top 20% of customers by monthly revenue are
+``key`` accounts, which must have a named account manager; the rest are ``standard``.
 """
 
 from __future__ import annotations
@@ -14,7 +19,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-__all__ = ["Signal", "churn_score", "is_complaint", "REPEAT_WINDOW_S", "WINDOW_S"]
+__all__ = ["Signal", "churn_score", "is_complaint", "revenue_trend", "TierRule",
+           "REPEAT_WINDOW_S", "WINDOW_S"]
 
 DAY_S = 86400.0
 WINDOW_S = 30 * DAY_S
@@ -22,6 +28,37 @@ REPEAT_WINDOW_S = 7 * DAY_S
 W_REPEAT = 0.15
 W_ABANDONED = 0.2
 W_COMPLAINT = 0.3
+W_REVENUE = 0.25
+REVENUE_DROP = 0.25
+
+
+@dataclass(frozen=True, slots=True)
+class TierRule:
+    """The top ``top_share`` of customers by revenue get ``top_tier``; the others ``other_tier``."""
+
+    top_share: float = 0.2
+    top_tier: str = "key"
+    other_tier: str = "standard"
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.top_share <= 1.0:
+            raise ValueError(f"top_share must be within 0..1, got {self.top_share}")
+
+    def top_count(self, customers: int) -> int:
+        """How many of ``customers`` are in the top tier (before ties at the cut join them)."""
+        return round(customers * self.top_share)
+
+
+def revenue_trend(months: Sequence[tuple[str, float]]) -> float | None:
+    """Change of the latest month against the average of the 3 before it (-0.3 = down 30%);
+    ``None`` with fewer than 4 months or nothing to compare with."""
+    ordered = sorted(months)
+    if len(ordered) < 4:
+        return None
+    base = sum(r for _m, r in ordered[-4:-1]) / 3
+    if base <= 0:
+        return None
+    return (ordered[-1][1] - base) / base
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,9 +83,11 @@ def _plural(n: int, word: str) -> str:
 
 
 def churn_score(
-    signals: Sequence[Signal], now: float, complaint_codes: Iterable[str] = ()
+    signals: Sequence[Signal], now: float, complaint_codes: Iterable[str] = (),
+    revenue: Sequence[tuple[str, float]] = (),
 ) -> tuple[float, tuple[str, ...]]:
-    """Return ``(risk 0..1, human-readable reasons)`` for the signals of one customer."""
+    """Return ``(risk 0..1, human-readable reasons)`` for one customer's signals and monthly
+    revenue history (``(YYYY-MM, amount)``)."""
     codes = tuple(complaint_codes)
     recent = sorted((s for s in signals if now - WINDOW_S <= s.at <= now), key=lambda s: s.at)
     call_times = [s.at for s in recent if s.is_call]
@@ -62,5 +101,11 @@ def churn_score(
         reasons.append(f"{_plural(abandoned, 'abandoned call')} in the last 30 days")
     if complaints:
         reasons.append(f"{_plural(complaints, 'complaint')} in the last 30 days")
-    score = min(1.0, W_REPEAT * repeats + W_ABANDONED * abandoned + W_COMPLAINT * complaints)
+    trend = revenue_trend(revenue)
+    falling = trend is not None and trend <= -REVENUE_DROP
+    if falling:
+        assert trend is not None
+        reasons.append(f"revenue down {round(-trend * 100)}% against the 3 months before")
+    score = min(1.0, W_REPEAT * repeats + W_ABANDONED * abandoned + W_COMPLAINT * complaints
+                + (W_REVENUE if falling else 0.0))
     return round(score, 3), tuple(reasons)

@@ -120,3 +120,14 @@ class AgentDTO(_JsonMixin):
     extension: str | None
     active: bool
     skills: tuple[tuple[str, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TierReport(_JsonMixin):
+    """What ``assign_value_tiers`` did: ``top`` of ``customers`` got the top tier (revenue at or
+    above ``cut``); ``unmanaged`` are top-tier accounts still without an account manager."""
+
+    customers: int
+    top: int
+    cut: float | None
+    unmanaged: tuple[str, ...]

@@ -32,7 +32,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
 __all__ = [
-    "Base", "UTCDateTime", "utcnow", "Customer", "CustomerPhone", "Contact", "Call", "CallEvent",
+    "Base", "UTCDateTime", "utcnow", "Customer", "CustomerPhone", "CustomerRevenue", "Contact", "Call", "CallEvent",
     "Agent", "Skill", "AgentSkill", "AgentStateHistory", "Queue", "Disposition", "User",
     "Recording", "RecordingAccess", "Callback", "CHANNELS", "OUTCOMES", "ROLES",
 ]
@@ -105,6 +105,19 @@ class Customer(Base):
         back_populates="customer", lazy="raise", cascade="all, delete-orphan",
         order_by="CustomerPhone.id",
     )
+
+
+class CustomerRevenue(Base):
+    """Revenue of a customer per month (``YYYY-MM``): the history behind the value tier and
+    the falling-revenue churn signal."""
+
+    __tablename__ = "customer_revenue"
+    __table_args__ = (UniqueConstraint("customer_id", "month"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), index=True)
+    month: Mapped[str] = mapped_column(String(7))
+    revenue: Mapped[float] = mapped_column(Float)
 
 
 class CustomerPhone(Base):

@@ -14,25 +14,26 @@ and each write transaction starts with ``BEGIN IMMEDIATE``; readers run in paral
 from __future__ import annotations
 
 import logging
+import re
 import time
 from datetime import datetime
 from collections.abc import Generator
 from types import TracebackType
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import selectinload
 
 from crm_core._base import (
     StoreBase, TimeLike, call_dto, contact_dto, customer_dto, to_dt, to_epoch,
 )
-from crm_core.analytics import WINDOW_S, Signal, churn_score
+from crm_core.analytics import WINDOW_S, Signal, TierRule, churn_score
 from crm_core import migrate
 from crm_core.db import ensure_pg_schema, make_engine
-from crm_core.dto import ContactDTO, Customer360, CustomerDTO
+from crm_core.dto import ContactDTO, Customer360, CustomerDTO, TierReport
 from crm_core.errors import Conflict, InvalidInput, NotFound
 from crm_core.models import (
-    CHANNELS, DIRECTIONS, Call, Contact, Customer, CustomerPhone, Disposition, utcnow,
+    CHANNELS, DIRECTIONS, Call, Contact, Customer, CustomerPhone, CustomerRevenue, Disposition, utcnow,
 )
 from crm_core.phone import normalize_phone
 from crm_core.seed import SeedMixin
@@ -42,6 +43,7 @@ from crm_core.store_staff import StaffMixin
 __all__ = ["Store"]
 
 log = logging.getLogger(__name__)
+_MONTH = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
 
 
 class _Opening:
@@ -226,6 +228,48 @@ class Store(CallLogMixin, StaffMixin, SeedMixin, StoreBase):
             await s.flush()
             return contact_dto(row)
 
+    async def record_revenue(self, customer_id: int, month: str, revenue: float) -> None:
+        """Set a customer's revenue for ``month`` (``YYYY-MM``); the latest month becomes the
+        customer's ``monthly_revenue``."""
+        if not _MONTH.fullmatch(month):
+            raise InvalidInput(f"month must be YYYY-MM, got {month!r}")
+        if revenue < 0:
+            raise InvalidInput(f"revenue must not be negative, got {revenue}")
+        stmt = self._insert(CustomerRevenue).values(customer_id=customer_id, month=month, revenue=revenue)
+        stmt = stmt.on_conflict_do_update(index_elements=["customer_id", "month"], set_={"revenue": revenue})
+        async with self._write() as s:
+            if (await s.get(Customer, customer_id)) is None:
+                raise NotFound(f"customer {customer_id} not found")
+            await s.execute(stmt)
+            latest = (await s.execute(
+                select(CustomerRevenue.revenue).where(CustomerRevenue.customer_id == customer_id)
+                .order_by(CustomerRevenue.month.desc()).limit(1))).scalar_one()
+            await s.execute(update(Customer).where(Customer.id == customer_id).values(monthly_revenue=latest))
+
+    async def assign_value_tiers(self, rule: TierRule = TierRule()) -> TierReport:
+        """Apply the tier rule to every customer (two UPDATEs, whatever the size of the base).
+
+        Returns the counts and the top-tier accounts that have no named account manager yet.
+        """
+        active = Customer.erased.is_(False)
+        async with self._write() as s:
+            n = (await s.execute(select(func.count()).select_from(Customer).where(active))).scalar_one()
+            k = rule.top_count(n)
+            cut = None
+            if k > 0:
+                cut = (await s.execute(select(Customer.monthly_revenue).where(active)
+                                       .order_by(Customer.monthly_revenue.desc()).offset(k - 1).limit(1))).scalar()
+            is_top = (Customer.monthly_revenue >= cut) & (Customer.monthly_revenue > 0) if cut else None
+            await s.execute(update(Customer).where(active).values(value_tier=rule.other_tier))
+            top = 0
+            unmanaged: list[str] = []
+            if is_top is not None:
+                top = (await s.execute(update(Customer).where(active, is_top).values(value_tier=rule.top_tier))).rowcount
+                unmanaged = list((await s.execute(
+                    select(Customer.account_no).where(active, is_top, func.coalesce(Customer.account_manager, "") == "")
+                    .order_by(Customer.monthly_revenue.desc()))).scalars())
+        return TierReport(customers=n, top=top, cut=cut, unmanaged=tuple(unmanaged))
+
     async def customer_360(
         self, customer_id: int, contacts: int = 10, calls: int = 10, *,
         now: TimeLike | None = None,
@@ -259,12 +303,17 @@ class Store(CallLogMixin, StaffMixin, SeedMixin, StoreBase):
             complaint_codes = (await s.execute(
                 select(Disposition.code).where(Disposition.is_complaint.is_(True))
             )).scalars().all()
+            revenue = [(m, r) for m, r in (await s.execute(
+                select(CustomerRevenue.month, CustomerRevenue.revenue)
+                .where(CustomerRevenue.customer_id == customer_id)
+                .order_by(CustomerRevenue.month.desc()).limit(4)
+            )).all()]
         signals = [Signal(at=_epoch(at), is_call=True, outcome=o, disposition=d)
                    for _cid, at, o, d in recent_calls if at is not None]
         call_dispo = {(cid, d) for cid, _at, _o, d in recent_calls}
         signals += [Signal(at=_epoch(at), is_call=False, outcome=None, disposition=d)
                     for cid, at, d in recent_contacts if cid is None or (cid, d) not in call_dispo]
-        risk, reasons = churn_score(signals, now_dt.timestamp(), complaint_codes)
+        risk, reasons = churn_score(signals, now_dt.timestamp(), complaint_codes, revenue)
         return Customer360(
             customer=customer,
             last_contacts=tuple(contact_dto(c) for c in last_contacts),
