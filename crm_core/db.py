@@ -89,6 +89,7 @@ def _install_sqlite_hooks(engine: AsyncEngine | Engine, always_immediate: bool =
                 "PRAGMA synchronous=NORMAL",
                 "PRAGMA busy_timeout=5000",
                 "PRAGMA foreign_keys=ON",
+                "PRAGMA secure_delete=ON",  # erased data is overwritten, not left in free pages
             ):
                 cursor.execute(pragma)
         finally:

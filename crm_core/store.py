@@ -37,6 +37,7 @@ from crm_core.models import (
 )
 from crm_core.phone import normalize_phone
 from crm_core.seed import SeedMixin
+from crm_core.store_erasure import ErasureMixin
 from crm_core.store_calls import CallLogMixin
 from crm_core.store_staff import StaffMixin
 
@@ -68,7 +69,7 @@ class _Opening:
             await self._store.close()
 
 
-class Store(CallLogMixin, StaffMixin, SeedMixin, StoreBase):
+class Store(CallLogMixin, StaffMixin, SeedMixin, ErasureMixin, StoreBase):
     @classmethod
     def open(cls, url: str, *, create: bool = True, schema: str | None = None) -> _Opening:
         """Open a store on ``url``.  ``create`` builds or upgrades the schema (Alembic, to the

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from crm_core._base import StoreBase, TimeLike, call_dto, to_dt, to_epoch
 from crm_core.dto import CallDTO
 from crm_core.errors import InvalidInput
-from crm_core.models import OUTCOMES, Call, CallEvent, utcnow
+from crm_core.models import OUTCOMES, Call, CallEvent, Recording, utcnow
 
 __all__ = ["CallLogMixin", "CallLogOp", "CALL_FIELDS"]
 
@@ -278,6 +278,18 @@ class CallLogMixin(StoreBase):
             return 0 if session.execute(stmt).scalar_one_or_none() is None else 1
         session.execute(insert.on_conflict_do_nothing(index_elements=["call_pk", "dedup_key"]), params)
         return len(params)
+
+    async def add_recording(self, call_id: str, path: str, *, duration_s: float | None = None,
+                            size_bytes: int | None = None, sha256: str | None = None) -> int:
+        """Register a recording file of a call (creating the call row if needed); its id."""
+        async with self._write() as s:
+            await s.execute(self._insert(Call).values(call_id=call_id).on_conflict_do_nothing(
+                index_elements=["call_id"]))
+            pk = (await s.execute(select(Call.id).where(Call.call_id == call_id))).scalar_one()
+            rec = Recording(call_pk=pk, path=path, duration_s=duration_s, size_bytes=size_bytes, sha256=sha256)
+            s.add(rec)
+            await s.flush()
+            return int(rec.id)
 
     async def get_call(self, call_id: str) -> CallDTO | None:
         async with self._read() as s:
