@@ -306,6 +306,8 @@ class CallLogMixin(StoreBase):
         limit: int = 1000,
     ) -> list[CallDTO]:
         """Calls by arrival time (oldest first); ``since`` inclusive, ``until`` exclusive."""
+        if outcome is not None and outcome not in OUTCOMES:
+            raise InvalidInput(f"outcome must be one of {OUTCOMES}, got {outcome!r}")
         stmt = select(Call)
         if since is not None:
             stmt = stmt.where(Call.arrived_at >= to_dt(since))

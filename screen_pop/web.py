@@ -14,6 +14,7 @@ Routes::
     GET  /api/stats       acd.snapshot() (supervisor/admin) | 401 | 403
     GET  /ws/agent        agent socket (role agent with an agent_id; Origin checked)
     GET  /ws/supervisor   supervisor feed (role supervisor/admin; Origin checked)
+    /api/customers..., /api/calls   the CRM REST API (screen_pop.rest)
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from screen_pop.auth import (
 from screen_pop.deps import WebDeps
 from screen_pop.hub import Connection, Hub
 from screen_pop.messages import ErrorMsg, encode
+from screen_pop.rest import add_crm_routes
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,7 @@ def build_app(deps: WebDeps, *, allowed_origins: list[str],
     app.router.add_get("/api/stats", stats)
     app.router.add_get("/ws/agent", ws_agent)
     app.router.add_get("/ws/supervisor", ws_supervisor)
+    add_crm_routes(app, deps.customers)
     app.router.add_static("/static/", Path(static_dir), show_index=False, follow_symlinks=False)
     return app
 
