@@ -11,7 +11,7 @@ import time
 
 from bench.common import Goal, Options, Report
 
-SUITES = ("ami", "agi", "ws", "lag")  # modules bench.<name>, each with run(report, options)
+SUITES = ("ami", "agi", "ws", "lag", "crm")  # modules bench.<name>, each with run(report, options)
 
 GOALS = [
     Goal("ami_events_per_s", "cti", "panoramisk", min_ratio=3.0),

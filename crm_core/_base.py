@@ -53,6 +53,7 @@ class StoreBase:
         # SQLite has one writer at a time: queue writers here instead of on the file lock.
         self._write_lock: asyncio.Lock | None = asyncio.Lock() if is_sqlite(engine) else None
         self._sync_engine = sync_twin(engine)
+        self._read_engine = sync_twin(engine, readers=4)
         self._stmt_cache: dict[Any, Any] = {}  # hot-path statements, built once per store
 
     @property
@@ -94,6 +95,20 @@ class StoreBase:
         assert self._write_lock is not None
         async with self._write_lock:
             return await asyncio.to_thread(self._run_sync_unit, work)
+
+    async def _read_sync(self, work: Callable[[Session], T]) -> T:
+        """Run ``work(session)`` as a read of plain synchronous SQLAlchemy: on a SQLite file in a
+        worker thread on a native connection (WAL readers never wait for the writer), one
+        thread hop for the whole read; elsewhere on the async session through ``run_sync``."""
+        if self._read_engine is None:
+            async with self._read() as s:
+                return await s.run_sync(work)
+        return await asyncio.to_thread(self._run_read_unit, work)
+
+    def _run_read_unit(self, work: Callable[[Session], T]) -> T:
+        assert self._read_engine is not None
+        with Session(self._read_engine, expire_on_commit=False) as session:
+            return work(session)
 
     def _run_sync_unit(self, work: Callable[[Session], T]) -> T:
         assert self._sync_engine is not None

@@ -62,17 +62,19 @@ def make_engine(url: str, *, schema: str | None = None, pool_size: int = 10) -> 
     raise ValueError(f"unsupported database URL {parsed.render_as_string()!r}")
 
 
-def sync_twin(engine: AsyncEngine) -> Engine | None:
-    """A synchronous pysqlite engine on the same SQLite file, for write batches run in a
-    thread (see ``StoreBase._write_sync``); ``None`` for PostgreSQL and in-memory SQLite."""
+def sync_twin(engine: AsyncEngine, readers: int = 0) -> Engine | None:
+    """A synchronous pysqlite engine on the same SQLite file, run in worker threads: the
+    writer (``readers=0``: one connection, ``BEGIN IMMEDIATE``; ``StoreBase._write_sync``) or a
+    pool of ``readers`` (``StoreBase._read_sync``); ``None`` for PostgreSQL and in-memory SQLite."""
     if not is_sqlite(engine):
         return None
     database = engine.url.database or ""
     if not database or database == ":memory:" or database.startswith("file:"):
         return None
     twin = create_engine(engine.url.set(drivername="sqlite+pysqlite"), connect_args={"timeout": 30,
-                         "check_same_thread": False}, poolclass=QueuePool, pool_size=1, max_overflow=0)
-    _install_sqlite_hooks(twin, always_immediate=True)
+                         "check_same_thread": False}, poolclass=QueuePool, pool_size=max(1, readers),
+                         max_overflow=0)
+    _install_sqlite_hooks(twin, always_immediate=not readers)  # readers: a plain deferred BEGIN
     return twin
 
 

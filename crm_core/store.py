@@ -21,8 +21,8 @@ from collections.abc import Generator
 from types import TracebackType
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
-from sqlalchemy.orm import selectinload
+from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy.orm import Session, selectinload
 
 from crm_core._base import (
     StoreBase, TimeLike, call_dto, contact_dto, customer_dto, to_dt, to_epoch,
@@ -93,8 +93,9 @@ class Store(CallLogMixin, StaffMixin, SeedMixin, ErasureMixin, StoreBase):
         return cls(engine)
 
     async def close(self) -> None:
-        if self._sync_engine is not None:
-            self._sync_engine.dispose()
+        for twin in (self._sync_engine, self._read_engine):
+            if twin is not None:
+                twin.dispose()
         await self._engine.dispose()
 
     async def __aenter__(self) -> Store:
@@ -108,27 +109,45 @@ class Store(CallLogMixin, StaffMixin, SeedMixin, ErasureMixin, StoreBase):
 
     # -- customers ------------------------------------------------------------------------
 
-    async def _customer_where(self, *conditions: Any) -> CustomerDTO | None:
-        stmt = (
-            select(Customer).where(Customer.erased.is_(False), *conditions)
-            .options(selectinload(Customer.phones))
-        )
-        async with self._read() as s:
-            c = (await s.execute(stmt)).scalar_one_or_none()
-            return customer_dto(c) if c is not None else None
-
     async def find_customer_by_phone(self, raw: str) -> CustomerDTO | None:
         e164 = normalize_phone(raw)
         if e164 is None:
             return None
-        sub = select(CustomerPhone.customer_id).where(CustomerPhone.e164 == e164)
-        return await self._customer_where(Customer.id.in_(sub))
+        return await self._customer_by("phone", e164)
 
     async def find_customer_by_account(self, account_no: str) -> CustomerDTO | None:
-        return await self._customer_where(Customer.account_no == account_no.strip())
+        return await self._customer_by("account", account_no.strip())
 
     async def get_customer(self, customer_id: int) -> CustomerDTO | None:
-        return await self._customer_where(Customer.id == customer_id)
+        return await self._customer_by("id", customer_id)
+
+    async def _customer_by(self, key: str, value: object) -> CustomerDTO | None:
+        """The screen pop's hot path: two cached Core statements in one read unit (no ORM)."""
+        c, p = Customer.__table__, CustomerPhone.__table__
+        stmts = self._stmt_cache.get("customer_by")
+        if stmts is None:
+            cols = (c.c.id, c.c.account_no, c.c.name, c.c.email, c.c.segment, c.c.value_tier,
+                    c.c.monthly_revenue, c.c.account_manager)
+            live = c.c.erased.is_(False)
+            v = bindparam("v")
+            stmts = self._stmt_cache["customer_by"] = {
+                "phone": select(*cols).join(p, p.c.customer_id == c.c.id).where(p.c.e164 == v, live),
+                "account": select(*cols).where(c.c.account_no == v, live),
+                "id": select(*cols).where(c.c.id == v, live),
+                "phones": select(p.c.e164).where(p.c.customer_id == v).order_by(p.c.id),
+            }
+
+        def work(s: Session) -> CustomerDTO | None:
+            conn = s.connection()
+            row = conn.execute(stmts[key], {"v": value}).first()
+            if row is None:
+                return None
+            phones = tuple(conn.execute(stmts["phones"], {"v": row[0]}).scalars())
+            return CustomerDTO(id=row[0], account_no=row[1], name=row[2], email=row[3], segment=row[4],
+                               value_tier=row[5], monthly_revenue=float(row[6] or 0.0),
+                               account_manager=row[7], phones=phones)
+
+        return await self._read_sync(work)
 
     async def search_customers(self, name_prefix: str, limit: int = 20) -> list[CustomerDTO]:
         """Customers whose name starts with ``name_prefix`` (case-insensitive), by name."""
@@ -282,33 +301,38 @@ class Store(CallLogMixin, StaffMixin, SeedMixin, ErasureMixin, StoreBase):
         now_dt = to_dt(now if now is not None else time.time())
         assert now_dt is not None
         since = to_dt(now_dt.timestamp() - WINDOW_S)
-        async with self._read() as s:
-            last_contacts = (await s.execute(
+
+        def work(s: Session) -> tuple[Any, ...]:
+            last_contacts = (s.execute(
                 select(Contact).where(Contact.customer_id == customer_id)
                 .order_by(Contact.at.desc(), Contact.id.desc()).limit(contacts)
             )).scalars().all()
-            last_calls = (await s.execute(
+            last_calls = (s.execute(
                 select(Call).where(Call.customer_id == customer_id)
                 .order_by(Call.arrived_at.desc().nulls_last(), Call.id.desc()).limit(calls)
             )).scalars().all()
-            recent_calls = (await s.execute(
+            recent_calls = (s.execute(
                 select(Call.call_id, func.coalesce(Call.arrived_at, Call.ended_at),
                        Call.outcome, Call.disposition)
                 .where(Call.customer_id == customer_id,
                        func.coalesce(Call.arrived_at, Call.ended_at) >= since)
             )).all()
-            recent_contacts = (await s.execute(
+            recent_contacts = (s.execute(
                 select(Contact.call_id, Contact.at, Contact.disposition)
                 .where(Contact.customer_id == customer_id, Contact.at >= since)
             )).all()
-            complaint_codes = (await s.execute(
+            complaint_codes = (s.execute(
                 select(Disposition.code).where(Disposition.is_complaint.is_(True))
             )).scalars().all()
-            revenue = [(m, r) for m, r in (await s.execute(
+            revenue = [(m, r) for m, r in (s.execute(
                 select(CustomerRevenue.month, CustomerRevenue.revenue)
                 .where(CustomerRevenue.customer_id == customer_id)
                 .order_by(CustomerRevenue.month.desc()).limit(4)
             )).all()]
+            return last_contacts, last_calls, recent_calls, recent_contacts, complaint_codes, revenue
+
+        (last_contacts, last_calls, recent_calls, recent_contacts, complaint_codes,
+         revenue) = await self._read_sync(work)
         signals = [Signal(at=_epoch(at), is_call=True, outcome=o, disposition=d)
                    for _cid, at, o, d in recent_calls if at is not None]
         call_dispo = {(cid, d) for cid, _at, _o, d in recent_calls}
