@@ -31,8 +31,8 @@ from typing import Any
 
 from sqlalchemy import String, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Dialect
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.orm import Session
 
 from crm_core._base import StoreBase
 from crm_core.errors import InvalidInput
@@ -385,7 +385,7 @@ class _Driver:
     one-line SQL with positional markers (``?`` for sqlite3, ``$n`` for asyncpg); table names
     come from the models, and PostgreSQL finds them on the store's ``search_path``."""
 
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.dialect = conn.dialect
         if self.dialect.paramstyle not in ("qmark", "numeric_dollar"):
@@ -401,35 +401,35 @@ class _Driver:
         processor = column.type.bind_processor(self.dialect)
         return processor(value) if processor is not None else value
 
-    async def rows(self, sql: str, params: Sequence[Any]) -> Sequence[Any]:
+    def rows(self, sql: str, params: Sequence[Any]) -> Sequence[Any]:
         """The result rows (tuple-like, hashable)."""
-        return (await self.conn.exec_driver_sql(sql, tuple(params))).all()
+        return self.conn.exec_driver_sql(sql, tuple(params)).all()
 
-    async def run(self, sql: str, params: Sequence[Any]) -> None:
-        await self.conn.exec_driver_sql(sql, tuple(params))
+    def run(self, sql: str, params: Sequence[Any]) -> None:
+        self.conn.exec_driver_sql(sql, tuple(params))
 
-    async def many(self, sql: str, params: list[tuple[Any, ...]]) -> None:
+    def many(self, sql: str, params: list[tuple[Any, ...]]) -> None:
         if params:
-            await self.conn.exec_driver_sql(sql, params)
+            self.conn.exec_driver_sql(sql, params)
 
-    async def ids(self, accounts: Sequence[str]) -> dict[str, int]:
+    def ids(self, accounts: Sequence[str]) -> dict[str, int]:
         out: dict[str, int] = {}
         for chunk in _chunks(accounts):
-            out.update(await self.rows(  # noqa: S608 (markers only)
+            out.update(self.rows(  # noqa: S608 (markers only)
                 f"SELECT account_no, id FROM {_CUSTOMERS} WHERE account_no IN"
                 f" ({self.marks(len(chunk))})", chunk))
         return out
 
-    async def stored_phones(self, phones: Sequence[str],
+    def stored_phones(self, phones: Sequence[str],
                             customer_ids: Sequence[int]) -> set[tuple[str, str]]:
         """``(e164, owner account_no)`` of the given phones and of the given customers' phones."""
         base = (f"SELECT p.e164, c.account_no FROM {_PHONES} p JOIN {_CUSTOMERS} c"
                 " ON c.id = p.customer_id WHERE ")
         out: set[tuple[str, str]] = set()
         for chunk in _chunks(phones):
-            out.update(await self.rows(base + f"p.e164 IN ({self.marks(len(chunk))})", chunk))
+            out.update(self.rows(base + f"p.e164 IN ({self.marks(len(chunk))})", chunk))
         for ids in _chunks(customer_ids):
-            out.update(await self.rows(base + f"p.customer_id IN ({self.marks(len(ids))})", ids))
+            out.update(self.rows(base + f"p.customer_id IN ({self.marks(len(ids))})", ids))
         return out
 
 
@@ -471,13 +471,14 @@ async def write_batch(store: StoreBase, header: Header,
     with_phones = header.has("phones")
     columns = [c for c in _UPDATABLE if header.has(c)]
     table = Customer.__table__
-    async with store._write() as s:  # noqa: SLF001 (crm_core-internal unit of work)
-        db = _Driver(await s.connection())
-        existing = await db.ids([r.account_no for r in records])
+
+    def work(s: Session) -> tuple[int, int, list[Reject]]:
+        db = _Driver(s.connection())
+        existing = db.ids([r.account_no for r in records])
         plan = _PhonePlan(accepted=list(records), rejects=[])
         if with_phones:
             wanted = sorted({p for r in records for p in (r.phones or ())})
-            plan = plan_phones(records, await db.stored_phones(wanted, list(existing.values())))
+            plan = plan_phones(records, db.stored_phones(wanted, list(existing.values())))
         if not plan.accepted:
             return 0, 0, plan.rejects
         now = db.bind(table.c.updated_at, utcnow())
@@ -488,22 +489,23 @@ async def write_batch(store: StoreBase, header: Header,
                    now, now, erased) for r in plan.accepted]
         if pick != tuple(range(len(_INSERT_KEYS))):
             params = [tuple(row[i] for i in pick) for row in params]
-        await db.many(sql, params)
+        db.many(sql, params)
         new = [r.account_no for r in plan.accepted if r.account_no not in existing]
         if with_phones:
-            ids = {**existing, **(await db.ids([a for a, _p in plan.insert if a not in existing]))}
+            ids = {**existing, **(db.ids([a for a, _p in plan.insert if a not in existing]))}
             for chunk in _chunks(plan.delete):
-                await db.run(f"DELETE FROM {_PHONES} WHERE e164 IN ({db.marks(len(chunk))})",
-                              chunk)
+                db.run(f"DELETE FROM {_PHONES} WHERE e164 IN ({db.marks(len(chunk))})", chunk)
             sql, order = _compile(db.dialect, CustomerPhone.__table__.insert(),
                                   ("customer_id", "e164"))
-            await db.many(sql, [(ids[a], p) if order[0] == "customer_id" else (p, ids[a])
-                                for a, p in plan.insert])
+            db.many(sql, [(ids[a], p) if order[0] == "customer_id" else (p, ids[a])
+                          for a, p in plan.insert])
             touched = sorted(existing[a] for a in plan.changed if a in existing)
             for chunk in _chunks(touched):
-                await db.run(f"UPDATE {_CUSTOMERS} SET updated_at = {db.marks(1)} WHERE id IN"
-                              f" ({db.marks(len(chunk), start=2)})", (now, *chunk))
-    return len(new), len(plan.accepted) - len(new), plan.rejects
+                db.run(f"UPDATE {_CUSTOMERS} SET updated_at = {db.marks(1)} WHERE id IN"
+                       f" ({db.marks(len(chunk), start=2)})", (now, *chunk))
+        return len(new), len(plan.accepted) - len(new), plan.rejects
+
+    return await store._write_sync(work)  # noqa: SLF001 (a native connection in a thread on SQLite)
 
 
 def _take(validator: RowValidator, rows: Iterator[tuple[int, Sequence[str]]],
