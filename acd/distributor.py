@@ -307,9 +307,10 @@ class Distributor:
                 if a is not None and a.current_call == call.call_id and a.state in (
                     AgentState.RESERVED, AgentState.RINGING
                 ):
-                    reason = "ended-during-outage" if unknown else "caller-hangup"
-                    self._apply(a, AgentEvent.RELEASE, reason, call_id=None)
-                    self._bus.publish(OfferCancelled(call.call_id, a.id, reason if unknown else "hangup", now))
+                    agent_reason, offer_reason = (("ended-during-outage",) * 2 if unknown
+                                                  else ("caller-hangup", "hangup"))
+                    self._apply(a, AgentEvent.RELEASE, agent_reason, call_id=None)
+                    self._bus.publish(OfferCancelled(call.call_id, a.id, offer_reason, now))
             if not unknown:  # ringing an agent when the link went down: maybe answered, not an abandon
                 self._bus.publish(CallAbandoned(call.call_id, call.queue, max(0.0, ev.at - call.enqueued_at),
                                                 "queue", now))

@@ -160,13 +160,19 @@ async def _panoramisk(port: int, total: int, timeout: float) -> Tally:
     return tally
 
 
+async def _bare_login(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Connect, skip the banner, log in without waiting for the reply (the bare baselines)."""
+    reader, writer = await asyncio.open_connection(HOST, port)
+    await reader.readline()
+    writer.write(b"Action: Login\r\nActionID: 1\r\nUsername: bench\r\nSecret: secret\r\n\r\n")
+    return reader, writer
+
+
 async def _bare_readline(port: int, total: int, timeout: float) -> Tally:
     """StreamReader.readline until a blank line: no dicts, no decoding."""
     done = asyncio.Event()
     tally = Tally(total, done.set)
-    reader, writer = await asyncio.open_connection(HOST, port)
-    await reader.readline()
-    writer.write(b"Action: Login\r\nActionID: 1\r\nUsername: bench\r\nSecret: secret\r\n\r\n")
+    reader, writer = await _bare_login(port)
 
     async def read() -> None:
         is_event = first = True
@@ -189,9 +195,7 @@ async def _bare(port: int, total: int, timeout: float) -> Tally:
     """The ceiling: 64 KiB reads split into messages on blank lines, nothing else."""
     done = asyncio.Event()
     tally = Tally(total, done.set)
-    reader, writer = await asyncio.open_connection(HOST, port)
-    await reader.readline()
-    writer.write(b"Action: Login\r\nActionID: 1\r\nUsername: bench\r\nSecret: secret\r\n\r\n")
+    reader, writer = await _bare_login(port)
 
     async def read() -> None:
         rest = b""

@@ -88,11 +88,7 @@ class StaffMixin(StoreBase):
         self, username: str, password: str, role: str, agent_id: str | None = None
     ) -> UserDTO:
         """Create a user; raises Conflict if the username is taken."""
-        if role not in ROLES:
-            raise InvalidInput(f"role must be one of {ROLES}, got {role!r}")
-        if not username or not password:
-            raise InvalidInput("username and password must not be empty")
-        hashed = await asyncio.to_thread(hash_password, password)
+        hashed = await _checked_hash(username, password, role)
         stmt = (
             self._insert(User)
             .values(username=username, password_hash=hashed, role=role, agent_id=agent_id)
@@ -108,11 +104,7 @@ class StaffMixin(StoreBase):
         self, username: str, password: str, role: str, agent_id: str | None = None
     ) -> UserDTO:
         """Create the user, or reset its password, role and agent (provisioning at start-up)."""
-        if role not in ROLES:
-            raise InvalidInput(f"role must be one of {ROLES}, got {role!r}")
-        if not username or not password:
-            raise InvalidInput("username and password must not be empty")
-        hashed = await asyncio.to_thread(hash_password, password)
+        hashed = await _checked_hash(username, password, role)
         stmt = self._insert(User).values(username=username, password_hash=hashed, role=role, agent_id=agent_id)
         stmt = stmt.on_conflict_do_update(
             index_elements=["username"],
@@ -136,3 +128,12 @@ class StaffMixin(StoreBase):
     async def get_user(self, username: str) -> UserDTO | None:
         user = await self._load_user(username)
         return _user_dto(user) if user is not None else None
+
+
+async def _checked_hash(username: str, password: str, role: str) -> str:
+    """Validate a new user's fields and hash the password (off the loop)."""
+    if role not in ROLES:
+        raise InvalidInput(f"role must be one of {ROLES}, got {role!r}")
+    if not username or not password:
+        raise InvalidInput("username and password must not be empty")
+    return await asyncio.to_thread(hash_password, password)

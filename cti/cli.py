@@ -329,8 +329,9 @@ def cmd_db(args: argparse.Namespace) -> int:
     from crm_core import migrate
     from crm_core.db import ensure_pg_schema, make_engine
 
-    url = args.db if args.db and "://" in args.db else (
-        f"sqlite+aiosqlite:///{args.db}" if args.db else _load(args.config).database.url)
+    from cti.cli_customers import db_url
+
+    url = db_url(args, _load)
 
     async def main() -> int:
         engine = make_engine(url)

@@ -37,7 +37,8 @@ STDERR_REJECTS = 1000  # rejected-row lines on stderr; --report FILE gets them a
 Loader = Callable[[str | None], Settings]
 
 
-def _db_url(args: argparse.Namespace, load: Loader) -> str:
+def db_url(args: argparse.Namespace, load: Loader) -> str:
+    """``--db`` (a URL, or a SQLite file path), else the configured ``database.url``."""
     db: str | None = args.db
     if db:
         return db if "://" in db else f"sqlite+aiosqlite:///{db}"
@@ -135,7 +136,7 @@ async def _import(url: str, path: Path, report: TextIO | None, batch: int) -> in
 
 
 def cmd_import(args: argparse.Namespace, load: Loader) -> int:
-    url = _db_url(args, load)
+    url = db_url(args, load)
     if args.batch < 1:
         return _fail("import", "--batch must be >= 1")
     report: IO[str] | None = None
@@ -168,7 +169,7 @@ async def _export(url: str, out: TextIO) -> int:
 
 
 def cmd_export(args: argparse.Namespace, load: Loader) -> int:
-    url = _db_url(args, load)
+    url = db_url(args, load)
     if (missing := _missing_sqlite(url)) is not None:
         return _fail("export", f"no database at {missing}")
     try:
@@ -203,7 +204,7 @@ async def _show(url: str, number: str) -> dict[str, Any] | None:
 
 
 def cmd_show(args: argparse.Namespace, load: Loader) -> int:
-    url = _db_url(args, load)
+    url = db_url(args, load)
     if (missing := _missing_sqlite(url)) is not None:
         return _fail("show", f"no database at {missing}")
     try:
