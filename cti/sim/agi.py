@@ -155,6 +155,11 @@ class AgiSession:
                 continue
             line = got.decode("utf-8", "replace").rstrip("\r\n")
             reply = await self.command(line)
+            if exit_on_hangup and self.ch.interrupted and not self.saw_hangup:
+                # Asterisk writes the interrupted command's result and both HANGUP lines at once
+                self.saw_hangup = True
+                await self._write(reply + b"HANGUP\nHANGUP\n")
+                return "HANGUP"
             await self._write(reply)
 
     # ------------------------------------------------------------------ commands

@@ -233,11 +233,11 @@ class Runner:
         sim.set_var(ch, "DIALSTATUS", "ANSWER")
         sim.set_var(ch, "DIALEDPEERNAME", a1.name)
         sim.set_var(ch, "DIALEDPEERNUMBER", peer)
+        a1.exten = ""  # app_dial clears the answered peer's exten: DialEnd already shows it empty
         self.emit(ev.dialend(ch, a1, "ANSWER"))
         bridge = Bridge(sim.ids.bridge_id())
         self.emit(ev.bridge_create(bridge))
         self.emit(ev.device_state(f"Local/{peer}", "INUSE"))
-        a1.exten = ""
         self.emit(ev.newexten(a1, "AppDial", "(Outgoing Line)"))
         for c in (a1, ch):
             bridge.channels.append(c)

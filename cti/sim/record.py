@@ -102,13 +102,20 @@ class AgiConn:
         self.t, self.conn, self.reader, self.writer = t, conn, reader, writer
         self.env: dict[str, str] = {}
         self.closed = False
+        self.eof = False
+        self.hangups = 0
 
     async def readline(self) -> str | None:
         raw = await self.reader.readline()
         if not raw:
+            if not self.eof:
+                self.eof = True
+                self.t.switch(self.conn)
+                self.t.comment(f"conn {self.conn}: EOF from asterisk (socket closed) at {self.t.now()}")
             return None
         text = raw.decode().rstrip("\n")
         self.t.line("<<", text, self.conn)
+        self.hangups += text == "HANGUP"
         return text
 
     async def read_env(self) -> None:
@@ -120,7 +127,18 @@ class AgiConn:
             self.env[k] = v
 
     async def cmd(self, line: str) -> str | None:
+        while not self.closed and (self.hangups or b"\n" in getattr(self.reader, "_buffer", b"")):
+            # lines already here (HANGUP) are read before sending more; after a HANGUP, wait for the close
+            try:
+                got = await asyncio.wait_for(self.readline(), 0.05)
+            except asyncio.TimeoutError:
+                self.hangups = 0  # dead mode: Asterisk stays for more commands
+                break
+            if got is None:
+                self.closed = True
         if self.closed:
+            self.t.switch(self.conn)
+            self.t.comment(f"conn {self.conn}: (recorder) not sending '{line}': asterisk already closed")
             return None
         self.t.line(">>", line, self.conn)
         try:

@@ -44,7 +44,7 @@ PLANS: dict[str, Plan] = {
         Caller("5553456", "Ivan"), SHORT, (Offer("1003"),), moh_wait=2.0, caller_hangs_up_after=2.0),
     "v3-04-caller-hangs-up-in-ivr": Plan(
         Caller("5554567", "Judy", patience_s=6), ('STREAM FILE demo-congrats ""', "GET DATA beep 5000 1",
-                                                  "SET VARIABLE CTI_NEXT queue")),
+                                                  "SET VARIABLE CTI_NEXT hangup")),
     "v3-06-redirect-during-ivr": Plan(
         Caller("5556789", "Niaj"), ("GET DATA beep 10000 1", "SET VARIABLE CTI_NEXT queue"),
         (Offer("1004", 15, False),), redirect_in_ivr_after=1.5, caller_hangs_up_after=2.0),
@@ -64,8 +64,7 @@ async def run(name: str, time_factor: float = 1.0, agi_port: int = 0) -> tuple[s
         s = c.env.get("agi_network_script", "")
         if s == "ivr/main":
             for line in ("ANSWER", f"SET VARIABLE CTI_CALL_ID {call_id}", *plan.ivr):
-                if await c.cmd(line) is None:
-                    return
+                await c.cmd(line)  # once Asterisk has closed, the rest are noted as not sent
         elif s == "hold":
             await c.cmd('STREAM FILE beep ""')
         elif s.startswith("offer/"):
