@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from typing import Any, TypeVar
@@ -11,8 +11,9 @@ from typing import Any, TypeVar
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import Executable
 
-from crm_core.db import WRITE_OPTION, is_sqlite, sync_twin
+from crm_core.db import WRITE_OPTION, is_sqlite, pg_reads, sync_twin
 from crm_core.dto import CallDTO, ContactDTO, CustomerDTO
 from crm_core.errors import InvalidInput
 from crm_core.models import Call, Contact, Customer
@@ -54,6 +55,7 @@ class StoreBase:
         self._write_lock: asyncio.Lock | None = asyncio.Lock() if is_sqlite(engine) else None
         self._sync_engine = sync_twin(engine)
         self._read_engine = sync_twin(engine, readers=4)
+        self._pg_reads = pg_reads(engine)
         self._stmt_cache: dict[Any, Any] = {}  # hot-path statements, built once per store
 
     @property
@@ -104,6 +106,26 @@ class StoreBase:
             async with self._read() as s:
                 return await s.run_sync(work)
         return await asyncio.to_thread(self._run_read_unit, work)
+
+    async def _read_rows(self, batch: Sequence[tuple[Executable, Mapping[str, Any]]]) -> list[Sequence[Any]]:
+        """The rows of each Core SELECT in ``batch``, read together: on PostgreSQL as asyncpg
+        prepared statements on one connection (``crm_core.pg_reads``), on a SQLite file in one
+        worker-thread hop.  Rows answer ``row[i]`` and ``row.column``."""
+        if self._pg_reads is not None:
+            return await self._pg_reads.fetch_many(batch)
+
+        def work(s: Session) -> list[Sequence[Any]]:
+            conn = s.connection()
+            return [conn.execute(stmt, dict(params)).all() for stmt, params in batch]
+
+        return await self._read_sync(work)
+
+    async def _close_reads(self) -> None:
+        for twin in (self._sync_engine, self._read_engine):
+            if twin is not None:
+                twin.dispose()
+        if self._pg_reads is not None:
+            await self._pg_reads.close()
 
     def _run_read_unit(self, work: Callable[[Session], T]) -> T:
         assert self._read_engine is not None

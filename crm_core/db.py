@@ -10,8 +10,9 @@ between processes). PostgreSQL uses a pool; an optional ``schema`` sets ``search
 from __future__ import annotations
 
 import logging
+import weakref
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import URL, Connection, Engine, make_url
@@ -19,10 +20,14 @@ from sqlalchemy.pool import QueuePool
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 
-__all__ = ["make_engine", "sync_twin", "ensure_pg_schema", "is_sqlite", "WRITE_OPTION"]
+if TYPE_CHECKING:
+    from crm_core.pg_reads import PgReads
+
+__all__ = ["make_engine", "sync_twin", "pg_reads", "ensure_pg_schema", "is_sqlite", "WRITE_OPTION"]
 
 log = logging.getLogger(__name__)
 WRITE_OPTION = "crm_write"
+_PG_SETTINGS: weakref.WeakKeyDictionary[Engine, dict[str, str]] = weakref.WeakKeyDictionary()
 
 
 def is_sqlite(engine: AsyncEngine) -> bool:
@@ -55,10 +60,12 @@ def make_engine(url: str, *, schema: str | None = None, pool_size: int = 10) -> 
         if schema:
             _quote_ident(schema)
             connect_args["server_settings"] = {"search_path": schema}
-        return create_async_engine(
+        pg = create_async_engine(
             parsed, pool_size=pool_size, max_overflow=pool_size, pool_timeout=60,
             pool_pre_ping=True, connect_args=connect_args,
         )
+        _PG_SETTINGS[pg.sync_engine] = dict(connect_args.get("server_settings", {}))
+        return pg
     raise ValueError(f"unsupported database URL {parsed.render_as_string()!r}")
 
 
@@ -76,6 +83,16 @@ def sync_twin(engine: AsyncEngine, readers: int = 0) -> Engine | None:
                          max_overflow=0)
     _install_sqlite_hooks(twin, always_immediate=not readers)  # readers: a plain deferred BEGIN
     return twin
+
+
+def pg_reads(engine: AsyncEngine) -> PgReads | None:
+    """The asyncpg fast read path beside a PostgreSQL engine (same URL and ``search_path``);
+    ``None`` for SQLite."""
+    if engine.dialect.name != "postgresql":
+        return None
+    from crm_core.pg_reads import PgReads
+
+    return PgReads(engine, _PG_SETTINGS.get(engine.sync_engine))
 
 
 def _install_sqlite_hooks(engine: AsyncEngine | Engine, always_immediate: bool = False) -> None:

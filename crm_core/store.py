@@ -17,7 +17,7 @@ import logging
 import re
 import time
 from datetime import datetime
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -93,9 +93,7 @@ class Store(CallLogMixin, StaffMixin, SeedMixin, ErasureMixin, StoreBase):
         return cls(engine)
 
     async def close(self) -> None:
-        for twin in (self._sync_engine, self._read_engine):
-            if twin is not None:
-                twin.dispose()
+        await self._close_reads()
         await self._engine.dispose()
 
     async def __aenter__(self) -> Store:
@@ -123,31 +121,28 @@ class Store(CallLogMixin, StaffMixin, SeedMixin, ErasureMixin, StoreBase):
 
     async def _customer_by(self, key: str, value: object) -> CustomerDTO | None:
         """The screen pop's hot path: two cached Core statements in one read unit (no ORM)."""
-        c, p = Customer.__table__, CustomerPhone.__table__
+        rows = (await self._read_rows([(self._customer_stmts()[key], {"v": value})]))[0]
+        return _customer_from_rows(rows)
+
+    def _customer_stmts(self) -> dict[str, Any]:
+        """One statement per lookup key: the customer's columns with one row per phone."""
         stmts = self._stmt_cache.get("customer_by")
         if stmts is None:
+            c, p = Customer.__table__, CustomerPhone.__table__
+            phones = p.alias("all_phones")
             cols = (c.c.id, c.c.account_no, c.c.name, c.c.email, c.c.segment, c.c.value_tier,
-                    c.c.monthly_revenue, c.c.account_manager)
+                    c.c.monthly_revenue, c.c.account_manager, phones.c.e164)
             live = c.c.erased.is_(False)
             v = bindparam("v")
+            with_phones = c.outerjoin(phones, phones.c.customer_id == c.c.id)
             stmts = self._stmt_cache["customer_by"] = {
-                "phone": select(*cols).join(p, p.c.customer_id == c.c.id).where(p.c.e164 == v, live),
-                "account": select(*cols).where(c.c.account_no == v, live),
-                "id": select(*cols).where(c.c.id == v, live),
-                "phones": select(p.c.e164).where(p.c.customer_id == v).order_by(p.c.id),
+                "phone": select(*cols).select_from(with_phones.join(p, p.c.customer_id == c.c.id))
+                .where(p.c.e164 == v, live).order_by(phones.c.id),
+                "account": select(*cols).select_from(with_phones).where(c.c.account_no == v, live)
+                .order_by(phones.c.id),
+                "id": select(*cols).select_from(with_phones).where(c.c.id == v, live).order_by(phones.c.id),
             }
-
-        def work(s: Session) -> CustomerDTO | None:
-            conn = s.connection()
-            row = conn.execute(stmts[key], {"v": value}).first()
-            if row is None:
-                return None
-            phones = tuple(conn.execute(stmts["phones"], {"v": row[0]}).scalars())
-            return CustomerDTO(id=row[0], account_no=row[1], name=row[2], email=row[3], segment=row[4],
-                               value_tier=row[5], monthly_revenue=float(row[6] or 0.0),
-                               account_manager=row[7], phones=phones)
-
-        return await self._read_sync(work)
+        return stmts
 
     async def search_customers(self, name_prefix: str, limit: int = 20) -> list[CustomerDTO]:
         """Customers whose name starts with ``name_prefix`` (case-insensitive), by name."""
@@ -295,44 +290,35 @@ class Store(CallLogMixin, StaffMixin, SeedMixin, ErasureMixin, StoreBase):
         now: TimeLike | None = None,
     ) -> Customer360:
         """The customer, the latest contacts and calls (newest first) and a churn score."""
-        customer = await self.get_customer(customer_id)
-        if customer is None:
-            raise NotFound(f"customer {customer_id} not found")
         now_dt = to_dt(now if now is not None else time.time())
         assert now_dt is not None
-        since = to_dt(now_dt.timestamp() - WINDOW_S)
-
-        def work(s: Session) -> tuple[Any, ...]:
-            last_contacts = (s.execute(
-                select(Contact).where(Contact.customer_id == customer_id)
-                .order_by(Contact.at.desc(), Contact.id.desc()).limit(contacts)
-            )).scalars().all()
-            last_calls = (s.execute(
-                select(Call).where(Call.customer_id == customer_id)
-                .order_by(Call.arrived_at.desc().nulls_last(), Call.id.desc()).limit(calls)
-            )).scalars().all()
-            recent_calls = (s.execute(
-                select(Call.call_id, func.coalesce(Call.arrived_at, Call.ended_at),
-                       Call.outcome, Call.disposition)
-                .where(Call.customer_id == customer_id,
-                       func.coalesce(Call.arrived_at, Call.ended_at) >= since)
-            )).all()
-            recent_contacts = (s.execute(
-                select(Contact.call_id, Contact.at, Contact.disposition)
-                .where(Contact.customer_id == customer_id, Contact.at >= since)
-            )).all()
-            complaint_codes = (s.execute(
-                select(Disposition.code).where(Disposition.is_complaint.is_(True))
-            )).scalars().all()
-            revenue = [(m, r) for m, r in (s.execute(
+        st = self._stmt_cache.get("360")
+        if st is None:
+            cid, ct, ca = bindparam("cid"), Contact.__table__, Call.__table__
+            st = self._stmt_cache["360"] = (
+                select(ct).where(ct.c.customer_id == cid)
+                .order_by(ct.c.at.desc(), ct.c.id.desc()).limit(bindparam("n_contacts")),
+                select(ca).where(ca.c.customer_id == cid)
+                .order_by(ca.c.arrived_at.desc().nulls_last(), ca.c.id.desc()).limit(bindparam("n_calls")),
+                select(ca.c.call_id, func.coalesce(ca.c.arrived_at, ca.c.ended_at), ca.c.outcome, ca.c.disposition)
+                .where(ca.c.customer_id == cid, func.coalesce(ca.c.arrived_at, ca.c.ended_at) >= bindparam(
+                    "since", type_=Call.__table__.c.arrived_at.type)),
+                select(ct.c.call_id, ct.c.at, ct.c.disposition)
+                .where(ct.c.customer_id == cid, ct.c.at >= bindparam("since", type_=ct.c.at.type)),
+                select(Disposition.code).where(Disposition.is_complaint.is_(True)),
                 select(CustomerRevenue.month, CustomerRevenue.revenue)
-                .where(CustomerRevenue.customer_id == customer_id)
-                .order_by(CustomerRevenue.month.desc()).limit(4)
-            )).all()]
-            return last_contacts, last_calls, recent_calls, recent_contacts, complaint_codes, revenue
-
-        (last_contacts, last_calls, recent_calls, recent_contacts, complaint_codes,
-         revenue) = await self._read_sync(work)
+                .where(CustomerRevenue.customer_id == cid)
+                .order_by(CustomerRevenue.month.desc()).limit(4),
+            )
+        args = {"v": customer_id, "cid": customer_id, "n_contacts": contacts, "n_calls": calls,
+                "since": to_dt(now_dt.timestamp() - WINDOW_S)}
+        (customer_rows, last_contacts, last_calls, recent_calls, recent_contacts, complaints,
+         revenue_rows) = await self._read_rows([(stmt, args) for stmt in (self._customer_stmts()["id"], *st)])
+        customer = _customer_from_rows(customer_rows)
+        if customer is None:
+            raise NotFound(f"customer {customer_id} not found")
+        complaint_codes = [r[0] for r in complaints]
+        revenue = [(r[0], r[1]) for r in revenue_rows]
         signals = [Signal(at=_epoch(at), is_call=True, outcome=o, disposition=d)
                    for _cid, at, o, d in recent_calls if at is not None]
         call_dispo = {(cid, d) for cid, _at, _o, d in recent_calls}
@@ -346,6 +332,15 @@ class Store(CallLogMixin, StaffMixin, SeedMixin, ErasureMixin, StoreBase):
             churn_risk=risk,
             churn_reasons=reasons,
         )
+
+
+def _customer_from_rows(rows: Sequence[Any]) -> CustomerDTO | None:
+    if not rows:
+        return None
+    r = rows[0]
+    return CustomerDTO(id=r[0], account_no=r[1], name=r[2], email=r[3], segment=r[4], value_tier=r[5],
+                       monthly_revenue=float(r[6] or 0.0), account_manager=r[7],
+                       phones=tuple(x[8] for x in rows if x[8] is not None))
 
 
 def _epoch(value: datetime) -> float:

@@ -329,3 +329,21 @@ def test_crm_core_imports_no_other_project_package() -> None:
                 names = [node.module]
             for name in names:
                 assert name.split(".")[0] not in forbidden, f"{path}: imports {name}"
+
+
+async def test_pg_fast_reads_unreachable_server_is_a_sqlalchemy_error() -> None:
+    """The asyncpg read path fails like the engine does (callers catch SQLAlchemyError)."""
+    from sqlalchemy import select
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from crm_core.db import make_engine, pg_reads
+    from crm_core.models import Customer
+
+    engine = make_engine("postgresql+asyncpg://postgres@127.0.0.1:1/test", schema="s1")
+    reads = pg_reads(engine)
+    assert reads is not None
+    with pytest.raises(SQLAlchemyError):
+        await reads.fetch_many([(select(Customer.id), {})])
+    await reads.close()
+    await engine.dispose()
+    assert pg_reads(make_engine("sqlite+aiosqlite:///:memory:")) is None
