@@ -26,6 +26,8 @@ from crm_core.csvio import (
     parse_header,
 )
 from crm_core.errors import NotFound
+from crm_core.dto import CustomerDTO
+from crm_core.store_erasure import ErasureReport
 from crm_core.store import Store
 from cti.settings import Settings
 
@@ -226,11 +228,43 @@ def cmd_show(args: argparse.Namespace, load: Loader) -> int:
     return 0
 
 
+# -- erase ------------------------------------------------------------------------------------
+
+
+async def _erase(url: str, number: str, confirmed: bool) -> tuple[CustomerDTO | None, ErasureReport | None]:
+    async with Store.open(url, create=False) as store:
+        customer = (await store.find_customer_by_account(number)
+                    or await store.find_customer_by_phone(number))
+        if customer is None or not confirmed:
+            return customer, None
+        return customer, await store.erase_customer(customer.id)
+
+
+def cmd_erase(args: argparse.Namespace, load: Loader) -> int:
+    """Erase one customer's personal data (the right to erasure); the call statistics stay."""
+    url = db_url(args, load)
+    if (missing := _missing_sqlite(url)) is not None:
+        return _fail("erase", f"no database at {missing}")
+    try:
+        customer, report = asyncio.run(_erase(url, args.number, args.yes))
+    except SQLAlchemyError as e:
+        return _fail("erase", f"database error: {e.__class__.__name__}: {e.args[0] if e.args else e}")
+    if customer is None:
+        return _fail("erase", f"no customer with account number or phone {args.number!r}", 1)
+    if report is None:
+        print(f"would erase {customer.name} (account {customer.account_no}, id {customer.id}, "
+              f"{len(customer.phones)} phone(s)); run again with --yes to erase", file=sys.stderr)
+        return 1
+    print(f"erased customer={report.customer_id} calls={report.calls} contacts={report.contacts} "
+          f"recordings={report.recordings_deleted}")
+    return 0
+
+
 # -- registration -----------------------------------------------------------------------------
 
 
 def add_customer_commands(sub: Any, load: Loader) -> argparse.ArgumentParser:
-    """Add ``customers {import,export,show}`` to the ``cti`` subparsers ``sub``."""
+    """Add ``customers {import,export,show,erase}`` to the ``cti`` subparsers ``sub``."""
     p: argparse.ArgumentParser = sub.add_parser(
         "customers", help="import/export customer CSV files, show a customer",
         description="Customer CSV files (docs/customers-csv.md) and the customer 360 view.")
@@ -256,4 +290,9 @@ def add_customer_commands(sub: Any, load: Loader) -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print JSON")
     db_option(s)
     s.set_defaults(fn=lambda a: cmd_show(a, load))
+    x = group.add_parser("erase", help="erase a customer's personal data (keeps anonymised call statistics)")
+    x.add_argument("number", metavar="NUMBER", help="account number, or phone number in any form")
+    x.add_argument("--yes", action="store_true", help="really erase (without it, only say who would be)")
+    db_option(x)
+    x.set_defaults(fn=lambda a: cmd_erase(a, load))
     return p

@@ -233,3 +233,22 @@ def test_cli_refuses_unreadable_files(tmp_path: Path) -> None:
     r = _cti("customers", "show", "A1", "--db", str(tmp_path / "none.db"), cwd=tmp_path)
     assert r.returncode == 2 and "no database" in r.stderr
     assert not (tmp_path / "none.db").exists()
+
+
+def test_cli_erase_asks_then_erases_and_export_leaves_the_person_out(tmp_path: Path) -> None:
+    db = str(tmp_path / "crm.db")
+    bad = tmp_path / "bad.csv"
+    bad.write_text(MALFORMED)
+    assert _cti("customers", "import", str(bad), "--db", db, cwd=tmp_path).returncode == 0
+    r = _cti("customers", "erase", "G1", "--db", db, cwd=tmp_path)
+    assert r.returncode == 1 and "would erase" in r.stderr and "--yes" in r.stderr
+    assert _cti("customers", "show", "G1", "--db", db, cwd=tmp_path).returncode == 0  # still there
+    r = _cti("customers", "erase", "+44 20 7946 0001", "--yes", "--db", db, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("erased customer=") and "calls=0" in r.stdout
+    for number in ("G1", "+15552010001", "+442079460001"):
+        r = _cti("customers", "show", number, "--db", db, cwd=tmp_path)
+        assert r.returncode == 1 and "no customer" in r.stderr
+    out = _cti("customers", "export", "--db", db, cwd=tmp_path).stdout
+    assert "G1" not in out and "erased" not in out and "G2" in out
+    assert _cti("customers", "erase", "G1", "--yes", "--db", db, cwd=tmp_path).returncode == 1
