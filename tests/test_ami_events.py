@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections import Counter
 from pathlib import Path
 
@@ -27,11 +26,9 @@ def test_every_event_of_the_trace_converts_to_its_class(name: str) -> None:
         cls = EVENT_TYPES.get(msg.name)
         assert type(ev) is (cls or RawEvent) and ev.raw is msg and ev.name == msg.name
         seen[type(ev).__name__] += 1
-        for f in dataclasses.fields(ev):
-            header = f.metadata.get("h")
-            if header is None:
-                continue
-            wire = msg.get(header) or ""
+        assert type(ev).FIELDS or isinstance(ev, RawEvent)
+        for f in type(ev).FIELDS:
+            wire = next((v for k, v in msg.headers if k.lower() == f.header.lower()), "")
             value = getattr(ev, f.name)
             assert value == (int(wire) if isinstance(value, int) and wire else (0 if isinstance(value, int) else wire))
     assert seen["Hangup"] and seen["Newexten"] and seen["RawEvent"]
@@ -92,3 +89,26 @@ async def test_a_slow_subscriber_loses_its_oldest_events_not_the_link() -> None:
             assert isinstance(last, Hangup)  # the newest were kept
             assert hangups.dropped == 0 and hangups.delivered == 1
             c.unsubscribe(slow)
+
+
+def test_typed_events_are_read_only_views_with_value_semantics() -> None:
+    text = "Event: Hangup\r\nChannel: SIP/a-1\r\nUniqueid: 1.5\r\nLinkedid: 1.5\r\nCause: x16\r\n"
+    a, b = typed(Message(text=text)), typed(Message(text=text))
+    assert isinstance(a, Hangup) and a.cause == 0 and a.cause_txt == "" and a.channel == "SIP/a-1"
+    assert a == b and hash(a) == hash(b) and "uniqueid='1.5'" in repr(a)
+    assert a != typed(Message(text=text.replace("1.5", "1.6")))
+    with pytest.raises(AttributeError):
+        a.channel = "other"  # type: ignore[misc]
+    assert [f.name for f in Hangup.FIELDS][-2:] == ["cause", "cause_txt"]
+
+
+@pytest.mark.parametrize("eol", ["\r\n", "\n"])
+def test_message_get_reads_the_text_like_the_header_index(eol: str) -> None:
+    lines = ["Event: CEL", "Privilege: call,all", "UniqueID: 1.2", "LinkedID: 1.0", "AppData: a: b",
+             "Extra: {\"x\":1}", "AppData: second", "Empty:", "Tail: end"]
+    text = eol.join(lines)
+    fast, slow = Message(text=text), Message(text=text)
+    slow.index()
+    for name in ("Event", "UniqueID", "uniqueid", "Uniqueid", "AppData", "Extra", "Empty", "Tail", "Missing"):
+        assert fast.get(name) == slow.get(name), name
+    assert fast.get("AppData") == "a: b" and fast.get("Tail") == "end" and fast.get("Missing", "d") == "d"

@@ -112,7 +112,8 @@ class EventQueue:
             raise ValueError("maxsize must be at least 1")
         self.names = names
         self.maxsize = maxsize
-        self._q: asyncio.Queue[AmiEvent] = asyncio.Queue(maxsize)
+        self._q: collections.deque[AmiEvent] = collections.deque(maxlen=maxsize)
+        self._waiters: list[asyncio.Future[None]] = []
         self.dropped = 0
         self.delivered = 0
 
@@ -120,35 +121,55 @@ class EventQueue:
         return self.names is None or name in self.names
 
     def _put(self, ev: AmiEvent) -> None:
-        if self._q.full():
-            self._q.get_nowait()
-            self.dropped += 1
-        self._q.put_nowait(ev)
+        q = self._q
+        if len(q) == self.maxsize:
+            self.dropped += 1  # the deque's maxlen drops the oldest on append
+        q.append(ev)
         self.delivered += 1
+        if self._waiters:
+            waiters, self._waiters = self._waiters, []
+            for w in waiters:
+                if not w.done():
+                    w.set_result(None)
+
+    async def _wait(self) -> None:
+        while not self._q:
+            w = asyncio.get_running_loop().create_future()
+            self._waiters.append(w)
+            try:
+                await w
+            finally:
+                if w in self._waiters:
+                    self._waiters.remove(w)
 
     async def get(self) -> AmiEvent:
-        return await self._q.get()
+        await self._wait()
+        return self._q.popleft()
 
     def get_nowait(self) -> AmiEvent:
-        return self._q.get_nowait()
+        if not self._q:
+            raise asyncio.QueueEmpty
+        return self._q.popleft()
 
     async def get_batch(self, limit: int = 1000) -> list[AmiEvent]:
         """Wait for one event, then take every event already queued (up to ``limit``):
         a consumer wakes once per socket read instead of once per event."""
-        out = [await self._q.get()]
+        await self._wait()
         q = self._q
-        while len(out) < limit and not q.empty():
-            out.append(q.get_nowait())
-        return out
+        if len(q) <= limit:
+            out = list(q)
+            q.clear()
+            return out
+        return [q.popleft() for _ in range(limit)]
 
     def qsize(self) -> int:
-        return self._q.qsize()
+        return len(self._q)
 
     def __aiter__(self) -> EventQueue:
         return self
 
     async def __anext__(self) -> AmiEvent:
-        return await self._q.get()
+        return await self.get()
 
 
 class AmiClient:

@@ -1,9 +1,10 @@
-"""Typed AMI events: frozen dataclasses for the events the backend uses, a raw fallback.
+"""Typed AMI events: read-only classes for the events the backend uses, a raw fallback.
 
-``typed(msg)`` turns a parsed :class:`~cti.ami.protocol.Message` into the dataclass of its
-event name (``Hangup`` -> :class:`Hangup`), or into :class:`RawEvent` for any other event.
-Conversion is lazy: the reader parses headers only; an event becomes typed when a
-subscriber asks for it, so the hundreds of VarSet events of a call cost nothing more.
+``typed(msg)`` wraps a parsed :class:`~cti.ami.protocol.Message` in the class of its event
+name (``Hangup`` -> :class:`Hangup`), or in :class:`RawEvent` for any other event.  A typed
+event is a view: making one costs one small object, and each field reads its header from the
+message's text only when asked (``Message.get``: a substring search, no header dict), so the
+hundreds of VarSet events of a call cost almost nothing more than untyped ones.
 
 Field names are the headers in snake case (``CallerIDNum`` -> ``caller_id_num``).  Every
 channel event carries the channel snapshot (:class:`ChannelFields`); ``Dest*`` headers of
@@ -13,8 +14,6 @@ Asterisk may leave empty (``Cause``) are ``int`` with 0 for "none".  No I/O here
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from cti.ami.protocol import Message
@@ -26,33 +25,88 @@ __all__ = [
 ]
 
 
+class _Header:
+    """A typed event's field: the first value of one header, read from the message when asked."""
+
+    __slots__ = ("header", "is_int", "name")
+
+    def __init__(self, header: str, is_int: bool = False) -> None:
+        self.header, self.is_int, self.name = header, is_int, ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: AmiEvent | None, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        v = obj.raw.get(self.header) or ""
+        if self.is_int:
+            try:
+                return int(v) if v else 0
+            except ValueError:
+                return 0
+        return v
+
+
 def _h(header: str) -> Any:
-    return field(default="", metadata={"h": header})
+    return _Header(header)
 
 
 def _hi(header: str) -> Any:
-    return field(default=0, metadata={"h": header, "int": True})
+    return _Header(header, True)
 
 
-@dataclass(frozen=True, slots=True)
 class AmiEvent:
-    """Base of every typed event; ``raw`` keeps the message (all headers, wire order)."""
+    """Base of every typed event: a read-only view of ``raw`` (the message, all headers in wire
+    order).  Making one costs a single object; each field reads its header only when asked."""
 
+    __slots__ = ("raw",)
     NAME: ClassVar[str] = ""
-    raw: Message = field(repr=False, compare=False)
+    FIELDS: ClassVar[tuple[_Header, ...]] = ()
+
+    def __init__(self, raw: Message) -> None:
+        object.__setattr__(self, "raw", raw)
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        seen: dict[str, _Header] = {}
+        for klass in reversed(cls.__mro__):
+            for v in vars(klass).values():
+                if isinstance(v, _Header):
+                    seen[v.name] = v
+        cls.FIELDS = tuple(seen.values())
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{type(self).__name__} is read-only")
 
     @property
     def name(self) -> str:
         return self.raw.name
 
+    def fields(self) -> dict[str, Any]:
+        """Field name -> value."""
+        return {f.name: f.__get__(self) for f in self.FIELDS}
 
-@dataclass(frozen=True, slots=True)
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and (
+            self.fields() == other.fields() if self.FIELDS else self.raw == other.raw)  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((type(self), tuple(self.fields().values())) if self.FIELDS else (type(self), self.raw))
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k}={v!r}" for k, v in self.fields().items())
+        return f"{type(self).__name__}({inner or repr(self.raw)})"
+
+
 class RawEvent(AmiEvent):
     """An event we have no class for: read its headers through ``raw``."""
 
+    __slots__ = ()
 
-@dataclass(frozen=True, slots=True)
+
 class ChannelFields(AmiEvent):
+    __slots__ = ()
     channel: str = _h("Channel")
     channel_state_desc: str = _h("ChannelStateDesc")
     caller_id_num: str = _h("CallerIDNum")
@@ -70,77 +124,77 @@ class ChannelFields(AmiEvent):
         return bool(self.uniqueid) and self.uniqueid == self.linkedid
 
 
-@dataclass(frozen=True, slots=True)
 class Newchannel(ChannelFields):
+    __slots__ = ()
     NAME = "Newchannel"
 
 
-@dataclass(frozen=True, slots=True)
 class Newstate(ChannelFields):
+    __slots__ = ()
     NAME = "Newstate"
 
 
-@dataclass(frozen=True, slots=True)
 class Newexten(ChannelFields):
+    __slots__ = ()
     NAME = "Newexten"
     application: str = _h("Application")
     app_data: str = _h("AppData")
 
 
-@dataclass(frozen=True, slots=True)
 class Hangup(ChannelFields):
+    __slots__ = ()
     NAME = "Hangup"
     cause: int = _hi("Cause")
     cause_txt: str = _h("Cause-txt")
 
 
-@dataclass(frozen=True, slots=True)
 class VarSet(ChannelFields):
+    __slots__ = ()
     NAME = "VarSet"
     variable: str = _h("Variable")
     value: str = _h("Value")
 
 
-@dataclass(frozen=True, slots=True)
 class UserEvent(ChannelFields):
+    __slots__ = ()
     """``UserEvent(Name,Key: value,...)``: the user keys stay in ``raw`` (``raw.get("CallId")``)."""
 
     NAME = "UserEvent"
     user_event: str = _h("UserEvent")
 
 
-@dataclass(frozen=True, slots=True)
 class DialBegin(ChannelFields):
+    __slots__ = ()
     NAME = "DialBegin"
     dest_channel: str = _h("DestChannel")
     dest_uniqueid: str = _h("DestUniqueid")
     dial_string: str = _h("DialString")
 
 
-@dataclass(frozen=True, slots=True)
 class DialEnd(ChannelFields):
+    __slots__ = ()
     NAME = "DialEnd"
     dest_channel: str = _h("DestChannel")
     dest_uniqueid: str = _h("DestUniqueid")
     dial_status: str = _h("DialStatus")
 
 
-@dataclass(frozen=True, slots=True)
 class BridgeEnter(ChannelFields):
+    __slots__ = ()
     NAME = "BridgeEnter"
     bridge_uniqueid: str = _h("BridgeUniqueid")
     bridge_num_channels: int = _hi("BridgeNumChannels")
 
 
-@dataclass(frozen=True, slots=True)
 class BridgeLeave(ChannelFields):
+    __slots__ = ()
     NAME = "BridgeLeave"
     bridge_uniqueid: str = _h("BridgeUniqueid")
     bridge_num_channels: int = _hi("BridgeNumChannels")
 
 
-@dataclass(frozen=True, slots=True)
 class CoreShowChannel(ChannelFields):
+    __slots__ = ()
     NAME = "CoreShowChannel"
     application: str = _h("Application")
     application_data: str = _h("ApplicationData")
@@ -148,15 +202,15 @@ class CoreShowChannel(ChannelFields):
     bridge_id: str = _h("BridgeId")
 
 
-@dataclass(frozen=True, slots=True)
 class MixMonitorMute(ChannelFields):
+    __slots__ = ()
     NAME = "MixMonitorMute"
     direction: str = _h("Direction")
     state: str = _h("State")
 
 
-@dataclass(frozen=True, slots=True)
 class FullyBooted(AmiEvent):
+    __slots__ = ()
     NAME = "FullyBooted"
     status: str = _h("Status")
     uptime: int = _hi("Uptime")
@@ -168,28 +222,7 @@ EVENT_TYPES: dict[str, type[AmiEvent]] = {
                 BridgeEnter, BridgeLeave, CoreShowChannel, MixMonitorMute, FullyBooted)
 }
 
-# (field name, header, is int) per class, computed once
-_PLAN: dict[type[AmiEvent], tuple[tuple[str, str, bool], ...]] = {
-    cls: tuple((f.name, f.metadata["h"].lower(), bool(f.metadata.get("int")))
-               for f in dataclasses.fields(cls) if "h" in f.metadata)
-    for cls in EVENT_TYPES.values()
-}
-
 
 def typed(msg: Message) -> AmiEvent:
     """The typed event for ``msg`` (``RawEvent`` when we have no class for its name)."""
-    cls = EVENT_TYPES.get(msg.name)
-    if cls is None:
-        return RawEvent(msg)
-    headers = msg.index()
-    kw: dict[str, Any] = {}
-    for name, header, is_int in _PLAN[cls]:
-        v = headers.get(header, "")
-        if is_int:
-            try:
-                kw[name] = int(v) if v else 0
-            except ValueError:
-                kw[name] = 0
-        else:
-            kw[name] = v
-    return cls(msg, **kw)
+    return EVENT_TYPES.get(msg.name, RawEvent)(msg)

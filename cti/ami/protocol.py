@@ -99,6 +99,18 @@ class Message:
         return idx
 
     def get(self, name: str, default: str | None = None) -> str | None:
+        """The first value of header ``name`` (any case).  Before the header dict exists, a
+        header spelled as asked is cut straight out of the text (one ``str.find``)."""
+        if self._index is None and (t := self._text) is not None:
+            i = t.find("\n" + name + ": ")
+            if i >= 0:
+                i += len(name) + 3
+            elif t.startswith(name + ": "):
+                i = len(name) + 2
+            if i >= 0:
+                j = t.find("\n", i)
+                v = t[i:] if j < 0 else t[i:j]
+                return v[:-1] if v.endswith("\r") else v
         return self.index().get(name.lower(), default)
 
     def __getitem__(self, name: str) -> str:
