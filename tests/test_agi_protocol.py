@@ -93,3 +93,90 @@ def test_quoting_roundtrip_and_injection() -> None:
     for evil in ["a\nHANGUP", "b\r", "c\0"]:
         with pytest.raises(AgiInjectionError):
             format_command("SET VARIABLE", "X", evil)
+
+
+def _reference_reply(line: str) -> Reply:
+    """The regex-only parse the fast paths must agree with."""
+    import re
+    code_s, _, rest = line.partition(" ")
+    if code_s != "200":
+        return parse_reply_line(line)
+    m = re.match(r"^result=(\S*)(?:\s+\((.*)\))?((?:\s+\w+=\S*)*)\s*$", rest)
+    if not m:
+        raise AgiProtocolError(line)
+    extra = dict(part.partition("=")[::2] for part in m.group(3).split())
+    return Reply(200, m.group(1), m.group(2), extra, rest)
+
+
+REPLY_LINES = [
+    "200 result=0", "200 result=1", "200 result=-1", "200 result=", "200 result=49",
+    "200 result= (timeout)", "200 result=1 (a value)", "200 result=1 ()", "200 result=1 (a) (b)",
+    "200 result=1 (a) b=c)", "200 result=0 endpos=11234", "200 result=-1 endpos=48160",
+    "200 result=0 endpos=", "200 result=0 a_b=1", "200 result=0 a=b=c", "200 result=1 (x) endpos=5",
+    "200 result=0 endpos=1 other=2", "200 result=0  endpos=1", "200 result=0 ", "200 result=0\tendpos=3",
+    "200 result=0 (unterminated", "200 result=0 =x", "200 result=0 k-y=1", "200 result=0 (a)x",
+    "200 result=0 x", "200 result=é", "200 result=1 (é)", "200 resultat=1", "200 ",
+]
+
+
+@pytest.mark.parametrize("line", REPLY_LINES)
+def test_fast_reply_parse_agrees_with_the_regex(line: str) -> None:
+    try:
+        want: Reply | type[Exception] = _reference_reply(line)
+    except AgiProtocolError:
+        want = AgiProtocolError
+    for got_fn in (lambda: parse_reply_line(line),
+                   lambda: AgiParser(max_line=100).feed(b"agi_a: 1\n\n" + line.encode() + b"\n")[1]):
+        if want is AgiProtocolError:
+            with pytest.raises(AgiProtocolError):
+                got_fn()
+        else:
+            assert got_fn() == want
+
+
+ENV_BLOCKS = [
+    b"agi_network: yes\nagi_accountcode:\nagi_x: \nagi_y: a: b\nagi_: v\n\n",
+    b"agi_network: yes\r\nagi_request: agi://h/ivr\r\n\r\n",  # CRLF: stripped
+    b"agi_network: yes\nagi_calleridname: J\xc3\xa9r\xc3\xb4me\n\n",  # UTF-8
+    b"agi_network: yes\nagi_calleridname: J\xe9r\xf4me\n\n",  # not UTF-8: latin-1
+    b"agi_network: yes\nagi_caf\xc3\xa9: 1\n\n",  # a non-ASCII key (isalnum)
+    b"agi_network: yes\nHANGUP\nagi_x: 1\n\n200 result=0\n",
+    b"agi_network: yes\nagi_v: tab\there\x00nul\n\nHANGUP\n",
+]
+BAD_ENV_BLOCKS = [
+    b"agi_network:yes\n\n", b"agi_a:b: c\n\n", b"xagi_a: 1\n\n", b"agi_a: 1\nagi-b: 2\n\n",
+    b" agi_a: 1\n\n", b"agi_a: 1\n \n\n", b"\n", b"agi_a: 1\nagi_b\n\n",
+]
+
+
+@pytest.mark.parametrize("data", ENV_BLOCKS)
+def test_whole_environment_block_agrees_with_line_by_line(data: bytes) -> None:
+    whole = AgiParser().feed(data)
+    p = AgiParser()
+    bytewise = [ev for i in range(len(data)) for ev in p.feed(data[i:i + 1])]
+    assert whole == bytewise
+    assert any(isinstance(ev, Environment) for ev in whole)
+
+
+@pytest.mark.parametrize("data", BAD_ENV_BLOCKS)
+def test_bad_environment_refused_whole_and_bytewise(data: bytes) -> None:
+    with pytest.raises(AgiProtocolError):
+        AgiParser().feed(data)
+    p = AgiParser()
+    with pytest.raises(AgiProtocolError):
+        for i in range(len(data)):
+            p.feed(data[i:i + 1])
+
+
+def test_format_command_args_of_every_kind() -> None:
+    class Name(str):
+        pass
+
+    assert format_command("ANSWER") == b"ANSWER\n"
+    assert format_command("GET DATA", "cti/menu", 3000, 6) == b"GET DATA cti/menu 3000 6\n"
+    assert format_command("X", -1, True, 1.5, Name("a b"), "") == b'X -1 True 1.5 "a b" ""\n'
+    assert format_command("X", "tab\there") == b'X "tab\there"\n'
+    with pytest.raises(AgiInjectionError):
+        format_command("X", Name("a\nb"))
+    with pytest.raises(AgiInjectionError):
+        format_command("BAD\nVERB")

@@ -96,7 +96,12 @@ class HangupNotice:
     """A bare ``HANGUP`` line: the channel hung up or was redirected (AGISIGHUP)."""
 
 
+HANGUP_NOTICE = HangupNotice()
+"""The parser hands out this one instance (all instances are equal anyway)."""
+
 _RESULT_RE = re.compile(r"^result=(\S*)(?:\s+\((.*)\))?((?:\s+\w+=\S*)*)\s*$")
+# one environment line as Asterisk writes it (ASCII key; anything else takes the careful path)
+_ENV_LINE_RE = re.compile(r"^(agi_[A-Za-z0-9_]*):(?: ([^\n]*))?$", re.M)
 
 
 def parse_reply_line(line: str) -> Reply:
@@ -107,9 +112,28 @@ def parse_reply_line(line: str) -> Reply:
     code = int(code_s)
     if code != 200:
         return Reply(code=code, text=rest)
+    return _parse_200(rest)
+
+
+def _parse_200(rest: str) -> Reply:
+    """``rest`` is what follows ``200 ``."""
+    if rest.startswith("result=") and rest.isascii():
+        # the common forms without the regex: ``result=0``, ``result= (timeout)``,
+        # ``result=0 endpos=11234``; same answers as _RESULT_RE (tests check both ways)
+        value = rest[7:]
+        head, sp, tail = value.partition(" ")
+        if head.isprintable() and (not sp or tail.isprintable()):
+            if not sp:
+                return Reply(200, head, None, {}, rest)
+            if tail[:1] == "(" and tail[-1:] == ")":
+                return Reply(200, head, tail[1:-1], {}, rest)
+            if " " not in tail and "(" not in tail:
+                k, eq, v = tail.partition("=")
+                if eq and k and k.replace("_", "a").isalnum():
+                    return Reply(200, head, None, {k: v}, rest)
     m = _RESULT_RE.match(rest)
     if not m:
-        raise AgiProtocolError(f"malformed AGI 200 reply {line[:80]!r}")
+        raise AgiProtocolError(f"malformed AGI 200 reply {('200 ' + rest)[:80]!r}")
     result, data, tail = m.group(1), m.group(2), m.group(3)
     extra: dict[str, str] = {}
     for part in tail.split():
@@ -130,18 +154,32 @@ class AgiParser:
         self.env_done = False
 
     def feed(self, data: bytes) -> list[Environment | Reply | HangupNotice]:
+        if self._buf:
+            self._buf += data
+            data = bytes(self._buf)
+            self._buf.clear()
         out: list[Environment | Reply | HangupNotice] = []
-        buf = self._buf
-        buf += data
         start = 0
+        if not self.env_done and not self._env:
+            start = self._whole_env(data, out)
+        max_line = self.max_line
+        find = data.find
         while True:
-            nl = buf.find(b"\n", start)
+            nl = find(b"\n", start)
             if nl < 0:
                 break
-            raw = bytes(buf[start:nl])
+            if nl - start > max_line:
+                raise AgiProtocolError(f"AGI line of {nl - start} bytes exceeds {max_line}")
+            raw = data[start:nl]
             start = nl + 1
-            if len(raw) > self.max_line:
-                raise AgiProtocolError(f"AGI line of {len(raw)} bytes exceeds {self.max_line}")
+            if self._usage is None and self.env_done:
+                # the usual replies, without the general path (decode, dispatch)
+                if raw.startswith(b"200 ") and raw.isascii() and not raw.endswith(b"\r"):
+                    out.append(_parse_200(raw[4:].decode("ascii")))
+                    continue
+                if raw == b"HANGUP":
+                    out.append(HANGUP_NOTICE)
+                    continue
             if raw.endswith(b"\r"):
                 raw = raw[:-1]
             try:
@@ -151,11 +189,34 @@ class AgiParser:
             ev = self._line(line)
             if ev is not None:
                 out.append(ev)
-        if start:
-            del buf[:start]
-        if len(buf) > self.max_line:
-            raise AgiProtocolError(f"AGI line exceeds {self.max_line} bytes without a terminator")
+        if start < len(data):
+            rest = data[start:]
+            if len(rest) > max_line:
+                raise AgiProtocolError(f"AGI line exceeds {max_line} bytes without a terminator")
+            self._buf += rest
         return out
+
+    def _whole_env(self, data: bytes, out: list[Environment | Reply | HangupNotice]) -> int:
+        """A whole, plain environment block at the start of ``data`` in one regex pass.
+
+        Returns where the block ends (0: not taken; the line-by-line path decides, also
+        on every error).  Only plain blocks qualify: ASCII keys, UTF-8, LF only, within
+        the line and line-count limits (checked conservatively).
+        """
+        end = data.find(b"\n\n")
+        if end <= 0 or end >= self.max_line or b"\r" in data[:end]:
+            return 0
+        try:
+            text = data[:end + 1].decode("utf-8")
+        except UnicodeDecodeError:
+            return 0
+        pairs = _ENV_LINE_RE.findall(text)
+        if len(pairs) != text.count("\n") or len(pairs) > self.max_env_lines:
+            return 0
+        self.env_done = True
+        self._env = None
+        out.append(Environment(tuple(pairs)))
+        return end + 2
 
     def _line(self, line: str) -> Environment | Reply | HangupNotice | None:
         if not self.env_done:
@@ -168,7 +229,7 @@ class AgiParser:
                 self._env = None
                 return env
             if line == "HANGUP":
-                return HangupNotice()
+                return HANGUP_NOTICE
             key, sep, value = line.partition(": ")
             if not sep and line.endswith(":"):
                 key, sep, value = line[:-1], ":", ""
@@ -188,7 +249,7 @@ class AgiParser:
                 raise AgiProtocolError("AGI 520 usage text too long")
             return None
         if line == "HANGUP":
-            return HangupNotice()
+            return HANGUP_NOTICE
         if line.startswith("520-"):
             self._usage = [line[4:]]
             return None
@@ -200,26 +261,32 @@ class AgiParser:
 # -- commands ---------------------------------------------------------------------------
 
 _NEEDS_QUOTES = re.compile(r'[\s"\\]')
+_NEEDS_CARE = re.compile(r'[\s"\\\0]')  # anything that is not a plain token: quote or refuse
 
 
 def quote_arg(arg: object) -> str:
     """Quote one argument for Asterisk's AGI tokenizer; refuse line breaks and NUL."""
-    s = str(arg)
+    if arg.__class__ is int:
+        return str(arg)
+    s = arg if arg.__class__ is str else str(arg)
+    if s and _NEEDS_CARE.search(s) is None:  # the usual token: nothing to quote or refuse
+        return s  # type: ignore[return-value]
     if "\n" in s or "\r" in s or "\0" in s:
         raise AgiInjectionError(f"AGI argument contains a line break or NUL: {s[:40]!r}")
     if s == "":
         return '""'
     if _NEEDS_QUOTES.search(s):
         return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return s
+    return s  # type: ignore[return-value]
 
 
 def format_command(verb: str, *args: object) -> bytes:
     """``VERB arg1 arg2\\n`` with each argument quoted as needed."""
     if "\n" in verb or "\r" in verb or "\0" in verb:
         raise AgiInjectionError("AGI verb contains a line break")
-    parts = [verb, *(quote_arg(a) for a in args)]
-    return (" ".join(parts) + "\n").encode("utf-8")
+    if not args:
+        return (verb + "\n").encode("utf-8")
+    return (verb + " " + " ".join([quote_arg(a) for a in args]) + "\n").encode("utf-8")
 
 
 def split_command(line: str) -> list[str]:

@@ -8,13 +8,20 @@
 * An unhandled handler error is logged with the call's uniqueid and the session is
   handed to ``fallback(session, error)``, which sends the caller somewhere safe.
 * On return the server half-closes and waits briefly for Asterisk's final ``HANGUP``
-  and EOF (F3), then closes.
+  and EOF (F3), then closes (at once when Asterisk has closed already).
+
+Each connection is an :class:`asyncio.Protocol` (:class:`AgiConnection`) that parses
+what arrives in ``data_received`` and hands replies to the waiting command through one
+future; the handler runs in one task, started only once the environment is complete
+(a connection that never sends one costs no task).  All the deadlines of a connection
+(environment, commands, the final wait) share one loop timer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 
 from cti.agi.errors import AgiError, AgiHangup, AgiProtocolError
@@ -25,6 +32,224 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[AgiSession], Awaitable[None]]
 Fallback = Callable[[AgiSession, BaseException | None], Awaitable[None]]
+
+MAX_QUEUED = 32  # replies nobody asked for yet: beyond this, stop reading until they are taken
+
+# connection states
+_ENV, _RUNNING, _CLOSING, _DONE = range(4)
+
+
+class AgiConnection(asyncio.Protocol):
+    """One FastAGI connection: environment, then replies for :class:`AgiSession`."""
+
+    __slots__ = ("server", "loop", "transport", "parser", "session", "task", "state", "eof",
+                 "queue", "waiter", "deadline", "timer", "paused")
+
+    def __init__(self, server: FastAgiServer) -> None:
+        self.server = server
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.parser = AgiParser()
+        self.session: AgiSession | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.state = _ENV
+        self.eof = False
+        self.queue: deque[Reply | HangupNotice] = deque()
+        self.waiter: asyncio.Future[object] | None = None
+        self.deadline = 0.0
+        self.timer: asyncio.TimerHandle | None = None
+        self.paused = False
+
+    # -- asyncio.Protocol --------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.server._conns.add(self)
+        self.deadline = self.loop.time() + self.server.env_timeout
+        self.timer = self.loop.call_at(self.deadline, self._on_timer)
+
+    def data_received(self, data: bytes) -> None:
+        if self.state != _RUNNING:
+            if self.state == _ENV:
+                self._env_data(data)
+            return  # after the handler: Asterisk's final HANGUP, nothing to do
+        try:
+            events = self.parser.feed(data)
+        except AgiProtocolError as e:
+            self._broken(e)
+            return
+        waiter = self.waiter
+        for ev in events:
+            if waiter is not None:
+                if ev.__class__ is Reply:
+                    self.waiter = None
+                    if not waiter.done():
+                        waiter.set_result(ev)
+                        waiter = None
+                        continue
+                    waiter = None  # its command was cancelled: keep the reply in order
+                else:  # a HANGUP notice while a command waits: noted at once
+                    self.session.hung_up = True  # type: ignore[union-attr]
+                    continue
+            self.queue.append(ev)
+        if len(self.queue) > MAX_QUEUED and not self.paused:
+            self.paused = True
+            self.transport.pause_reading()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        if self.state == _ENV:
+            self._refuse("EOF before the environment")
+        elif self.state == _RUNNING:
+            self._lost()
+        return False  # the transport closes; Asterisk reads nothing after its EOF anyway
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.eof = True
+        if self.state == _ENV:
+            self._refuse("connection lost before the environment")
+        elif self.state == _RUNNING:
+            self._lost()
+        self.state = _DONE
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.server._conns.discard(self)
+
+    # -- the environment -----------------------------------------------------------------
+
+    def _env_data(self, data: bytes) -> None:
+        try:
+            events = self.parser.feed(data)
+        except AgiProtocolError as e:
+            self._refuse(str(e))
+            return
+        for i, ev in enumerate(events):
+            if ev.__class__ is Environment:
+                self._start(ev, events[i + 1:])  # type: ignore[arg-type]
+                return
+        # a HANGUP before the environment is dropped, as Asterisk sends none there
+
+    def _start(self, env: Environment, rest: list[Reply | HangupNotice]) -> None:
+        server = self.server
+        self.state = _RUNNING
+        session = self.session = AgiSession(self, env, command_timeout=server.command_timeout)
+        if rest:
+            self.queue.extend(rest)
+        # the environment timer stays armed: when it fires, it moves itself to the
+        # deadline of the command then waiting (usually there is none: a cheap no-op)
+        self.task = self.loop.create_task(server._run(self, session))
+
+    def _refuse(self, why: str) -> None:
+        self.state = _DONE
+        self.server.rejected_bad += 1
+        log.info("FastAGI connection refused: %s", why)
+        self.transport.close()
+
+    # -- replies for the session ---------------------------------------------------------
+
+    def take(self) -> Reply | None:
+        """The next reply already received (``HANGUP`` notices before it are noted)."""
+        queue = self.queue
+        while queue:
+            ev = queue.popleft()
+            if ev.__class__ is Reply:
+                if self.paused and len(queue) <= MAX_QUEUED // 2:
+                    self.paused = False
+                    self.transport.resume_reading()
+                return ev  # type: ignore[return-value]
+            self.session.hung_up = True  # type: ignore[union-attr]
+        return None
+
+    def wait(self, timeout: float) -> asyncio.Future[object]:
+        """A future for the next reply: a :class:`Reply`, ``None`` (EOF) or ``TIMEOUT``."""
+        if self.paused:
+            self.paused = False
+            self.transport.resume_reading()
+        waiter = self.waiter = self.loop.create_future()
+        deadline = self.deadline = self.loop.time() + timeout
+        timer = self.timer
+        if timer is None or timer.when() > deadline:  # else the armed timer moves itself on
+            if timer is not None:
+                timer.cancel()
+            self.timer = self.loop.call_at(deadline, self._on_timer)
+        return waiter
+
+    def _wake(self, value: object) -> None:
+        waiter = self.waiter
+        if waiter is not None:
+            self.waiter = None
+            if not waiter.done():
+                waiter.set_result(value)
+
+    def _lost(self) -> None:
+        """EOF or a reset while the handler runs: every later command gets AgiHangup."""
+        session = self.session
+        if session is not None:
+            session.eof = True
+        self._wake(None)
+
+    def _broken(self, error: AgiProtocolError) -> None:
+        waiter = self.waiter
+        self.waiter = None
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(error)
+        if self.session is not None:
+            self.session.eof = True
+        self.transport.abort()
+
+    # -- the one timer -----------------------------------------------------------------------
+
+    def _on_timer(self) -> None:
+        self.timer = None
+        state = self.state
+        if state == _RUNNING:
+            waiter = self.waiter
+            if waiter is None or waiter.done():
+                return  # no command waiting: the next one arms the timer again
+            if self.loop.time() + 0.001 >= self.deadline:
+                self.waiter = None
+                waiter.set_result(TIMEOUT)
+            else:
+                self.timer = self.loop.call_at(self.deadline, self._on_timer)
+        elif state == _ENV:
+            self._refuse("environment timeout")
+        elif state == _CLOSING:
+            self.transport.close()
+
+    # -- the end -------------------------------------------------------------------------
+
+    def finish(self) -> None:
+        """The handler is done: close now if Asterisk has, else half-close and wait a little."""
+        if self.state != _RUNNING:
+            return
+        self.state = _CLOSING
+        self.waiter = None
+        if self.eof or self.server._stopping or self.transport.is_closing():
+            self.transport.close()
+            return
+        if self.paused:  # we must see Asterisk's EOF
+            self.paused = False
+            self.transport.resume_reading()
+        # Asterisk's EOF often is already in the socket (HANGUP command, AGIEXITONHANGUP):
+        # look once more before the half-close, after the loop has read what is pending
+        self.loop.call_soon(self._half_close)
+
+    def _half_close(self) -> None:
+        if self.state != _CLOSING or self.eof:
+            return
+        transport = self.transport
+        if transport.is_closing():
+            return
+        if transport.can_write_eof():
+            transport.write_eof()
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = self.loop.call_later(self.server.close_wait, self._on_timer)
+
+
+TIMEOUT = object()
+"""What :meth:`AgiConnection.wait` resolves to when the deadline passed."""
 
 
 class FastAgiServer:
@@ -50,7 +275,8 @@ class FastAgiServer:
         self.fallback = fallback
         self._routes: list[tuple[str, Handler]] = []
         self._server: asyncio.base_events.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._conns: set[AgiConnection] = set()
+        self._stopping = False
         self.active = 0
         self.sessions_total = 0
         self.refused = 0
@@ -68,17 +294,24 @@ class FastAgiServer:
         return None
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._on_conn, self.host, self.port, backlog=self.backlog)
+        self._stopping = False
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: AgiConnection(self), self.host, self.port,
+                                                backlog=self.backlog)
         self.port = self._server.sockets[0].getsockname()[1]
         log.info("FastAGI listening", extra={"host": self.host, "port": self.port})
 
     async def stop(self) -> None:
+        self._stopping = True
         if self._server:
             self._server.close()
-        for t in list(self._tasks):
-            t.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        tasks = [c.task for c in self._conns if c.task is not None and not c.task.done()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for conn in list(self._conns):  # waiting for an environment or Asterisk's EOF
+            conn.transport.close()
         if self._server:
             await self._server.wait_closed()
             self._server = None
@@ -90,76 +323,36 @@ class FastAgiServer:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    async def _on_conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._tasks.add(task)
-        try:
-            await self._serve(reader, writer)
-        finally:
-            if task is not None:
-                self._tasks.discard(task)
-
-    async def _read_env(self, reader: asyncio.StreamReader, parser: AgiParser
-                        ) -> tuple[Environment, list[Reply | HangupNotice]] | None:
-        async def read() -> tuple[Environment, list[Reply | HangupNotice]] | None:
-            while True:
-                data = await reader.read(4096)
-                if not data:
-                    return None
-                evs = parser.feed(data)
-                for i, ev in enumerate(evs):
-                    if isinstance(ev, Environment):
-                        rest = [e for e in evs[i + 1:] if not isinstance(e, Environment)]
-                        return ev, rest
-        try:
-            async with asyncio.timeout(self.env_timeout):
-                return await read()
-        except (TimeoutError, AgiProtocolError) as e:
-            log.info("FastAGI connection refused: %s", e or "environment timeout")
-            return None
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        parser = AgiParser()
-        got = None
-        try:
-            got = await self._read_env(reader, parser)
-        except (ConnectionError, OSError):
-            got = None
-        if got is None:
-            self.rejected_bad += 1
-            writer.close()
-            return
-        env, pending = got
-        session = AgiSession(reader, writer, parser, env, command_timeout=self.command_timeout, pending=pending)
+    async def _run(self, conn: AgiConnection, session: AgiSession) -> None:
         self.sessions_total += 1
-        script = env.script
-        handler = self._find(script)
+        script = session.environment.script
         try:
             if self.active >= self.max_sessions:
                 self.refused += 1
                 log.warning("FastAGI session refused: %d sessions running", self.active,
                             extra={"uniqueid": session.uniqueid, "script": script})
                 await self._fallback(session, None, "cti: server busy")
-            elif handler is None:
+                return
+            handler = self._find(script)
+            if handler is None:
                 log.warning("FastAGI: no route for script %r", script, extra={"uniqueid": session.uniqueid})
                 await self._fallback(session, None, f"cti: no route for {script}")
-            else:
-                self.active += 1
-                try:
-                    await handler(session)
-                except AgiHangup:
-                    pass
-                except asyncio.CancelledError:
-                    raise
-                except Exception as e:  # a failure never leaves the caller in silence
-                    self.errors += 1
-                    log.exception("FastAGI handler failed", extra={"uniqueid": session.uniqueid, "script": script})
-                    await self._fallback(session, e, "cti: internal error")
-                finally:
-                    self.active -= 1
+                return
+            self.active += 1
+            try:
+                await handler(session)
+            except AgiHangup:
+                pass
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # a failure never leaves the caller in silence
+                self.errors += 1
+                log.exception("FastAGI handler failed", extra={"uniqueid": session.uniqueid, "script": script})
+                await self._fallback(session, e, "cti: internal error")
+            finally:
+                self.active -= 1
         finally:
-            await self._close(reader, writer)
+            conn.finish()
 
     async def _fallback(self, session: AgiSession, error: BaseException | None, note: str) -> None:
         if session.hung_up:
@@ -172,17 +365,3 @@ class FastAgiServer:
             pass
         except Exception:
             log.exception("FastAGI fallback failed", extra={"uniqueid": session.uniqueid})
-
-    async def _close(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            if writer.can_write_eof() and not writer.is_closing():
-                writer.write_eof()
-            async def drain_to_eof() -> None:
-                while await reader.read(4096):
-                    pass
-            async with asyncio.timeout(self.close_wait):
-                await drain_to_eof()
-        except (TimeoutError, ConnectionError, OSError):
-            pass
-        finally:
-            writer.close()

@@ -9,39 +9,31 @@ raises at once without touching the wire.
 
 from __future__ import annotations
 
-import asyncio
 import logging
+from typing import TYPE_CHECKING
 
 from cti.agi.errors import AgiCommandError, AgiDeadChannel, AgiHangup, AgiTimeout
-from cti.agi.protocol import AgiParser, Environment, HangupNotice, Reply, format_command
+from cti.agi.protocol import Environment, Reply, format_command
+
+if TYPE_CHECKING:
+    from cti.agi.server import AgiConnection
 
 log = logging.getLogger(__name__)
 
-READ_CHUNK = 4096
-
 
 class AgiSession:
-    def __init__(
-        self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        parser: AgiParser,
-        env: Environment,
-        *,
-        command_timeout: float = 60.0,
-        pending: list[Reply | HangupNotice] | None = None,
-    ) -> None:
-        self._reader = reader
-        self._writer = writer
-        self._parser = parser
+    """The commands of one FastAGI call, over the server's :class:`AgiConnection`."""
+
+    def __init__(self, conn: AgiConnection, env: Environment, *, command_timeout: float = 60.0) -> None:
+        self._conn = conn
         self.environment = env
         self.env = env.as_dict()
         self.command_timeout = command_timeout
-        self._pending: list[Reply | HangupNotice] = list(pending or [])
         self.hung_up = False
         self._commands_after_hangup = 0
         self.eof = False
         self.commands_sent = 0
+        self._stale = 0  # replies still owed to commands that timed out
 
     # -- core -------------------------------------------------------------------------
 
@@ -53,81 +45,72 @@ class AgiSession:
     def channel(self) -> str:
         return self.env.get("agi_channel", "")
 
-    async def _next(self) -> Reply | HangupNotice | None:
-        while not self._pending:
-            if self.eof:
-                return None
-            try:
-                data = await self._reader.read(READ_CHUNK)
-            except (ConnectionError, OSError):
-                data = b""  # a reset is a hangup like any other EOF
-            if not data:
-                self.eof = True
-                return None
-            for ev in self._parser.feed(data):
-                if isinstance(ev, Environment):
-                    continue
-                self._pending.append(ev)
-        return self._pending.pop(0)
+    @property
+    def peer(self) -> tuple[str, int] | None:
+        """``(host, port)`` the connection came from (the Asterisk server), if known."""
+        peer = self._conn.transport.get_extra_info("peername")
+        return tuple(peer[:2]) if isinstance(peer, tuple) and len(peer) >= 2 else None  # type: ignore[return-value]
 
     async def command(self, verb: str, *args: object, timeout: float | None = None) -> Reply:
         """Send one command and return its reply (typed errors for 510/511/520/hangup)."""
+        return await self._exchange(verb, format_command(verb, *args), timeout, False)
+
+    async def _exchange(self, verb: str, line: bytes, timeout: float | None, media: bool) -> Reply:
+        """Write ``line``, wait for its reply; with ``media``, ``result=-1`` is a hangup."""
         if self.hung_up:
             if self._commands_after_hangup >= 1:
                 raise AgiHangup("channel hung up; no more commands")
             self._commands_after_hangup += 1
         if self.eof:
             raise AgiHangup("connection closed")
-        line = format_command(verb, *args)
-        self._writer.write(line)
+        conn = self._conn
+        conn.transport.write(line)
         self.commands_sent += 1
-        try:
-            async with asyncio.timeout(timeout or self.command_timeout):  # no extra task, unlike wait_for
-                reply = await self._await_reply()
-        except TimeoutError:
-            raise AgiTimeout(f"no reply to {verb} within {timeout or self.command_timeout}s") from None
-        if reply.code == 200:
-            return reply
-        if reply.code == 511:
-            self.hung_up = True
-            raise AgiDeadChannel(reply.text)
-        raise AgiCommandError(reply.code, reply.text)
-
-    async def _await_reply(self) -> Reply:
         while True:
-            ev = await self._next()
-            if ev is None:
+            reply = conn.take()
+            if reply is None:
+                reply = await conn.wait(timeout or self.command_timeout)  # type: ignore[assignment]
+                if reply.__class__ is not Reply:
+                    self._no_reply(verb, reply, timeout)
+            if not self._stale:
+                break
+            self._stale -= 1  # the late reply of a command that timed out: not this one's
+        if reply.code == 200:  # type: ignore[union-attr]
+            if media and reply.result == "-1":  # type: ignore[union-attr]
                 self.hung_up = True
-                raise AgiHangup("connection closed by Asterisk")
-            if isinstance(ev, HangupNotice):
-                self.hung_up = True
-                continue
-            return ev
+                raise AgiHangup(f"{verb} interrupted: hangup or redirect")
+            return reply  # type: ignore[return-value]
+        if reply.code == 511:  # type: ignore[union-attr]
+            self.hung_up = True
+            raise AgiDeadChannel(reply.text)  # type: ignore[union-attr]
+        raise AgiCommandError(reply.code, reply.text)  # type: ignore[union-attr]
+
+    def _no_reply(self, verb: str, what: object, timeout: float | None) -> None:
+        if what is None:
+            self.hung_up = True
+            raise AgiHangup("connection closed by Asterisk")
+        self._stale += 1  # its reply may still come: the next command must not take it as its own
+        raise AgiTimeout(f"no reply to {verb} within {timeout or self.command_timeout}s")
 
     async def _media(self, verb: str, *args: object, timeout: float | None = None) -> Reply:
-        r = await self.command(verb, *args, timeout=timeout)
-        if r.result == "-1":
-            self.hung_up = True
-            raise AgiHangup(f"{verb} interrupted: hangup or redirect")
-        return r
+        return await self._exchange(verb, format_command(verb, *args), timeout, True)
 
     # -- typed commands ---------------------------------------------------------------
 
     async def answer(self) -> None:
-        await self._media("ANSWER")
+        await self._exchange("ANSWER", b"ANSWER\n", None, True)
 
     async def hangup(self, channel: str | None = None) -> None:
-        args = (channel,) if channel else ()
-        await self.command("HANGUP", *args)
+        line = format_command("HANGUP", channel) if channel else b"HANGUP\n"
+        await self._exchange("HANGUP", line, None, False)
         self.hung_up = True
 
     async def stream_file(self, filename: str, escape_digits: str = "", offset: int | None = None) -> str:
         """Play a file; return the digit that interrupted it, or ''."""
-        args: list[object] = [filename, escape_digits]
-        if offset is not None:
-            args.append(offset)
-        r = await self._media("STREAM FILE", *args)
-        return chr(r.result_int) if r.result_int > 0 else ""
+        line = (format_command("STREAM FILE", filename, escape_digits) if offset is None
+                else format_command("STREAM FILE", filename, escape_digits, offset))
+        r = await self._exchange("STREAM FILE", line, None, True)
+        return _digit(r.result)
 
     async def control_stream_file(self, filename: str, escape_digits: str = "", skip_ms: int = 3000,
                                   ffchar: str = "#", rewchr: str = "*", pausechr: str = "") -> str:
@@ -139,8 +122,8 @@ class AgiSession:
 
     async def get_data(self, filename: str, timeout_ms: int, max_digits: int) -> str | None:
         """Digits as a string; ``None`` when nothing was pressed before the timeout."""
-        r = await self._media("GET DATA", filename, timeout_ms, max_digits,
-                              timeout=timeout_ms / 1000 + self.command_timeout)
+        r = await self._exchange("GET DATA", format_command("GET DATA", filename, timeout_ms, max_digits),
+                                 timeout_ms / 1000 + self.command_timeout, True)
         if r.data == "timeout" and r.result == "":
             return None
         return r.result
@@ -160,7 +143,7 @@ class AgiSession:
         return chr(r.result_int) if r.result_int > 0 else ""
 
     async def set_variable(self, name: str, value: str) -> None:
-        await self.command("SET VARIABLE", name, value)
+        await self._exchange("SET VARIABLE", format_command("SET VARIABLE", name, value), None, False)
 
     async def get_variable(self, name: str) -> str | None:
         r = await self.command("GET VARIABLE", name)
@@ -199,3 +182,14 @@ class AgiSession:
 
     async def noop(self, text: str = "") -> None:
         await self.command("NOOP", *((text,) if text else ()))
+
+
+def _digit(result: str) -> str:
+    """The digit a media command reports (its ASCII code), or '' for none."""
+    if result == "0" or result == "":
+        return ""
+    try:
+        n = int(result)
+    except ValueError:
+        return ""
+    return chr(n) if n > 0 else ""
