@@ -56,12 +56,22 @@ def summary(text: str) -> list[tuple[str, frozenset[str], tuple[str, ...]]]:
 
 
 NAMES = ["v3-01-answered-recorded", "v3-02-ring-no-answer-then-answered", "v3-03-stale-offer",
-         "v3-04-caller-hangs-up-in-ivr", "v3-06-redirect-during-ivr"]
+         "v3-04-caller-hangs-up-in-ivr", "v3-05-privileges", "v3-06-redirect-during-ivr"]
+
+
+_RUNS: dict[str, tuple[str, str]] = {}
+
+
+async def run(name: str) -> tuple[str, str]:
+    """Each scenario is simulated once per test session; -> (ami, agi) transcripts."""
+    if name not in _RUNS:
+        _RUNS[name] = await scenarios.run(name, time_factor=0.05)
+    return _RUNS[name]
 
 
 @pytest.mark.parametrize("name", NAMES)
 async def test_scenario_matches_real_asterisk(name: str) -> None:
-    ami, agi = await scenarios.run(name, time_factor=0.05)
+    ami, agi = await run(name)
     real = summary((TRACES / f"{name}.ami.txt").read_text())
     cand = summary(ami)
     sm = difflib.SequenceMatcher(a=[r[0] for r in real], b=[c[0] for c in cand], autojunk=False)
@@ -82,3 +92,49 @@ async def test_scenario_matches_real_asterisk(name: str) -> None:
                            for m in map(LINE.match, t.splitlines()) if m and m.group(1) == "<<"
                            and not (m.group(3) or "").startswith(("agi_", ))]
     assert agi_lines((TRACES / f"{name}.agi.txt").read_text()) == agi_lines(agi)
+
+
+def cel_calls(text: str) -> dict[str, list[dict[str, str]]]:
+    """CEL events per call (LinkedID), in order of the calls' first CEL."""
+    calls: dict[str, list[dict[str, str]]] = {}
+    for h in events(text):
+        d = dict(h)
+        if d.get("Event") == "CEL":
+            d["_keys"] = ",".join(k for k, _ in h)
+            calls.setdefault(d["LinkedID"], []).append(d)
+    return calls
+
+
+def cel_role(chan: str) -> str:
+    return re.sub(r"-[0-9a-f]{8};", ";", chan)
+
+
+def cel_item(d: dict[str, str]) -> tuple[str, ...]:
+    data = re.sub(r"agi://[^/]+/", "agi://H/", UUID.sub("<uuid>", d["AppData"]))
+    extra = re.sub(r'"bridge_id":"[^"]*"', '"bridge_id":"<uuid>"', d["Extra"])
+    return (d["EventName"], d["Application"], data, d["Context"], d["Exten"], extra,
+            "peer" if d["Peer"] else "", d["CallerIDnum"], d["CallerIDname"], d["CallerIDani"])
+
+
+@pytest.mark.parametrize("name", NAMES)
+async def test_cel_events_match_real_asterisk(name: str) -> None:
+    """Per call: the CEL EventName sequence, the header set and order of every CEL, and per
+    channel the CEL events with their Application/AppData/Context/Exten/Extra/CallerID fields."""
+    ami, _ = await run(name)
+    real, cand = cel_calls((TRACES / f"{name}.ami.txt").read_text()), cel_calls(ami)
+    assert len(real) == len(cand)
+    for (rl, r), (cl, c) in zip(real.items(), cand.items()):
+        seq = lambda xs: [f"{x['EventName']}[{cel_role(x['Channel'])}]" for x in xs]  # noqa: E731
+        rs, cs = seq(r), seq(c)
+        print(f"{name}: call {rl} / {cl}: {len(r)} / {len(c)} CEL events")
+        assert sorted(rs) == sorted(cs) or sorted(x for x in rs if "LINKEDID_END" not in x) == sorted(
+            x for x in cs if "LINKEDID_END" not in x), "\n".join(difflib.unified_diff(rs, cs, lineterm=""))
+        assert difflib.SequenceMatcher(a=rs, b=cs, autojunk=False).ratio() >= 0.85, \
+            "\n".join(difflib.unified_diff(rs, cs, lineterm=""))
+        # exactly one LINKEDID_END, the call's last CEL
+        assert [x["EventName"] for x in c].count("LINKEDID_END") == 1 and c[-1]["EventName"] == "LINKEDID_END"
+        assert {x["_keys"] for x in c} == {x["_keys"] for x in r}
+        for chan in {cel_role(x["Channel"]) for x in r}:
+            per = lambda xs: [cel_item(x) for x in xs if cel_role(x["Channel"]) == chan  # noqa: E731
+                              and x["EventName"] != "LINKEDID_END"]
+            assert per(r) == per(c), chan

@@ -2,5 +2,7 @@
 
 from .actors import AgentPhone, CallRecord, Caller, default_phones
 from .core import AsteriskSim, SimConfig
+from .manager_conf import AmiUser, load_manager_conf
 
-__all__ = ["AgentPhone", "AsteriskSim", "CallRecord", "Caller", "SimConfig", "default_phones"]
+__all__ = ["AgentPhone", "AmiUser", "AsteriskSim", "CallRecord", "Caller", "SimConfig", "default_phones",
+           "load_manager_conf"]

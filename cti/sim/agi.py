@@ -103,7 +103,8 @@ class AgiSession:
         """Run the session; returns the AGISTATUS value."""
         cfg = self.sim.config
         try:
-            self._reader, self._writer = await asyncio.open_connection(cfg.agi_host, cfg.agi_port)
+            self._reader, self._writer = await asyncio.open_connection(
+                cfg.agi_host, cfg.agi_port, local_addr=(cfg.agi_source, 0) if cfg.agi_source else None)
         except OSError:
             log.warning("FastAGI %s:%s unreachable for %s", cfg.agi_host, cfg.agi_port, self.ch.name)
             return "FAILURE"
@@ -260,6 +261,7 @@ class AgiSession:
     async def stream(self, name: str, escape: str) -> bytes:
         samples = self.sim.sound_samples(name)
         digit, played, intr = await self.play(samples / 8000, escape)
+        self.sim.cel(self.ch, "STREAM_END")  # res_agi opens the stream itself: no STREAM_BEGIN
         if intr:
             self.sim.set_var(self.ch, "PLAYBACKSTATUS", "FAILED")
             return f"200 result=-1 endpos={int(played * 8000)}\n".encode()
@@ -273,7 +275,9 @@ class AgiSession:
         maxdigits = int(args[2]) if len(args) > 2 and args[2].isdigit() else 1024
         digits = ""
         samples = self.sim.sound_samples(args[0])
+        self.sim.stream_begin(self.ch, args[0])
         digit, _, intr = await self.play(samples / 8000, "0123456789*#")
+        self.sim.cel(self.ch, "STREAM_END")
         if intr:
             return b"200 result=-1\n"
         if digit:

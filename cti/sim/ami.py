@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from cti.ami.protocol import AmiError, AmiParser, Banner, Message, format_message
 
 from . import events as ev
+from .manager_conf import EventFilter, FilterError, Filters, as_user
 from .model import Headers
 
 if TYPE_CHECKING:
@@ -60,6 +61,8 @@ class AmiSession:
         self.ready = asyncio.Event()
         self.closed = False
         self.held: list[bytes] | None = None
+        self.filters = Filters([], [])
+        self.write_timeout_ms = server.sim.config.write_timeout_ms
 
     # ------------------------------------------------------------------ output
 
@@ -77,8 +80,10 @@ class AmiSession:
         self.out_bytes += len(data)
         self.ready.set()
 
-    def event(self, klass: str, data: bytes) -> None:
+    def event(self, klass: str, data: bytes, name: str = "", text: str = "") -> None:
         if self.user is None or not self.events_on or klass not in self.read:
+            return
+        if self.filters and not self.filters.allows(name, text or data.decode("latin-1")):
             return
         if self.held is not None:
             self.held.append(data)
@@ -102,7 +107,6 @@ class AmiSession:
             self.ready.set()
 
     async def writer_loop(self) -> None:
-        timeout = self.sim.config.write_timeout_ms / 1000
         transport = self.writer.transport
         try:
             while True:
@@ -115,7 +119,7 @@ class AmiSession:
                     self.writer.write(chunk)
                     if transport.get_write_buffer_size() > 0:
                         try:
-                            await asyncio.wait_for(self.writer.drain(), timeout)
+                            await asyncio.wait_for(self.writer.drain(), self.write_timeout_ms / 1000)
                         except asyncio.TimeoutError:
                             log.warning("AMI session %s: write timeout, dropped", self.user)
                             self.closed = True
@@ -182,10 +186,11 @@ class AmiSession:
 
     async def a_login(self, msg: Message) -> None:
         name = msg.get("Username") or ""
-        spec = self.sim.config.users.get(name)
+        raw = self.sim.config.users.get(name)
+        spec = as_user(raw) if raw is not None else None
         ok = False
         if spec is not None:
-            secret = spec[0]
+            secret = spec.secret
             key = msg.get("Key")
             if (msg.get("AuthType") or "").lower() == "md5" and key is not None and self.challenge:
                 ok = hashlib.md5((self.challenge + secret).encode()).hexdigest() == key.lower()
@@ -198,8 +203,11 @@ class AmiSession:
             return
         assert spec is not None
         self.user = name
-        self.read = frozenset(c.lower() for c in spec[1])
-        self.write = frozenset(c.lower() for c in spec[2])
+        self.read = spec.read
+        self.write = spec.write
+        self.filters = spec.filters()
+        if spec.writetimeout_ms is not None:
+            self.write_timeout_ms = spec.writetimeout_ms
         events = (msg.get("Events") or "on").lower()
         self.set_mask(events)
         self.respond(msg, ("Response", "Success"), ("Message", "Authentication accepted"))
@@ -209,8 +217,7 @@ class AmiSession:
                        ("LastReload", up), ("Status", "Fully Booted")])
 
     def set_mask(self, mask: str) -> None:
-        spec = self.sim.config.users[self.user or ""]
-        full = frozenset(c.lower() for c in spec[1])
+        full = as_user(self.sim.config.users[self.user or ""]).read
         if mask in ("off", "no", "false", "0"):
             self.events_on = False
         elif mask in ("on", "yes", "true", "1", "all"):
@@ -245,6 +252,19 @@ class AmiSession:
     a_dbget = a_dbdel = a_dbput
 
     async def a_filter(self, msg: Message) -> None:
+        """``Operation: Add``, ``Filter: <pattern>``, optional ``MatchCriteria: name(X),header(Y),...``
+        (the eventfilter syntax of manager.conf); for this session only."""
+        if (msg.get("Operation") or "").lower() != "add":
+            self.error(msg, "Unknown operation")
+            return
+        crit = msg.get("MatchCriteria") or ""
+        try:
+            flt = EventFilter.parse(f"eventfilter({crit})" if crit else "eventfilter", msg.get("Filter") or "")
+        except FilterError as e:
+            self.error(msg, "Filter did not compile.  Check the syntax of the filter given." if e.kind == "compile"
+                       else "Filter was formatted incorrectly.  Check the syntax of the filter given.")
+            return
+        self.filters.add(flt)
         self.respond(msg, ("Response", "Success"), ("Message", "Success"))
 
     async def a_command(self, msg: Message) -> None:
@@ -252,7 +272,16 @@ class AmiSession:
 
     async def a_queuestatus(self, msg: Message) -> None:
         self.respond(msg, ("Response", "Success"), ("EventList", "start"), ("Message", "Queue status will follow"))
-        self.list_end(msg, "QueueStatusComplete", 0)
+        want, aid, n = msg.get("Queue"), msg.get("ActionID"), 0
+        for queue, strategy, members in self.sim.config.queues:
+            if want and want != queue:
+                continue
+            self.send(ev.queue_params(queue, strategy, aid))
+            n += 1
+            for name, location in members:
+                self.send(ev.queue_member(queue, name, location, int(self.sim.started), aid))
+                n += 1
+        self.list_end(msg, "QueueStatusComplete", n)
 
     def list_end(self, msg: Message, name: str, n: int, items: bool = False) -> None:
         h: Headers = [("Event", name)]
@@ -355,9 +384,10 @@ class AmiSession:
             if ch is None:
                 self.error(msg, "No such channel")
                 return
-            self.sim.set_var(ch, var, value)
-        else:
-            self.sim.globals[var] = value
+            self.respond(msg, ("Response", "Success"), ("Message", "Variable Set"))
+            self.sim.set_var(ch, var, value)  # the VarSet event trails the response, as in v3-05
+            return
+        self.sim.globals[var] = value
         self.respond(msg, ("Response", "Success"), ("Message", "Variable Set"))
 
     async def a_getvar(self, msg: Message) -> None:
@@ -414,7 +444,7 @@ class AmiSession:
             self.error(msg, "No such channel")
             return
         self.respond(msg, ("Response", "Success"))
-        self.sim.start_mixmonitor(ch, msg.get("File") or f"{ch.uniqueid}.wav")
+        self.sim.start_mixmonitor(ch, msg.get("File") or f"{ch.uniqueid}.wav", msg.get("Options") or "")
 
     async def a_mixmonitormute(self, msg: Message) -> None:
         ch = self.sim.find(msg.get("Channel") or "")
@@ -425,7 +455,9 @@ class AmiSession:
             self.error(msg, "Cannot set mute flag")
             return
         self.respond(msg, ("Response", "Success"))
-        self.sim.emit(ev.mixmonitor_mute(ch, msg.get("Direction") or "both", msg.get("State") or "0"))
+        direction, state = msg.get("Direction") or "both", msg.get("State") or "0"
+        self.sim.mute_mixmonitor(ch, direction, state.lower() in ("1", "yes", "true", "on"))
+        self.sim.emit(ev.mixmonitor_mute(ch, direction, state))
 
     async def a_stopmixmonitor(self, msg: Message) -> None:
         ch = self.sim.find(msg.get("Channel") or "")
@@ -454,8 +486,8 @@ class AmiSession:
             return
         await asyncio.sleep(self.sim.scale(dur / 1000))
         self.respond(msg, ("Response", "Success"), ("Message", "DTMF successfully queued"))
-        if ch.name.endswith(";2") and ch.peer is not None:
-            self.sim.spawn(self.sim.send_dtmf(ch.peer, digit, dur))
+        if ch.peer is not None:  # played out of one Local half, the digit arrives on the other
+            self.sim.spawn(self.sim.send_dtmf(ch.peer, digit, dur, wait=False))
 
     async def a_userevent(self, msg: Message) -> None:
         name = msg.get("UserEvent") or ""
@@ -499,8 +531,10 @@ class AmiServer:
         priv = next((v for k, v in headers if k == "Privilege"), "")
         klass = priv.split(",", 1)[0].lower()
         data = format_message(headers)
+        name = headers[0][1] if headers and headers[0][0] == "Event" else ""
+        text = data.decode("latin-1") if any(s.filters for s in self.sessions) else ""
         for s in list(self.sessions):
-            s.event(klass, data)
+            s.event(klass, data, name, text)
 
     def drop_all(self) -> None:
         for s in list(self.sessions):

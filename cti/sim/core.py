@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import re
 import time
 from collections.abc import Callable
@@ -14,12 +15,13 @@ from types import TracebackType
 
 from . import events as ev
 from .actors import AgentPhone, CallRecord, Caller, Step, default_phones
-from .model import Channel, Headers, Ids
+from .manager_conf import UserSpec, load_manager_conf
+from .model import Bridge, Channel, Headers, Ids
+from .recording import Recording
 
 log = logging.getLogger(__name__)
 
 SOUNDS = {"hello-world": 11234, "beep": 3404, "demo-congrats": 232000}
-UserSpec = tuple[str, frozenset[str] | set[str] | tuple[str, ...], frozenset[str] | set[str] | tuple[str, ...]]
 
 
 @dataclass(frozen=True)
@@ -32,14 +34,30 @@ class SimConfig:
     })
     agi_host: str = "127.0.0.1"
     agi_port: int = 4573
+    agi_source: str | None = None  # local address the FastAGI connections come from (several servers)
+    # MixMonitor files: written under this directory when set (MIXMONITOR_FILENAME then shows it);
+    # None: no files, and MIXMONITOR_FILENAME shows Asterisk's /var/spool/asterisk/monitor/
+    record_dir: str | None = None
     time_factor: float = 1.0
     phones: tuple[AgentPhone, ...] = field(default_factory=default_phones)
-    cel: bool = False
+    cel: bool = True  # cel_manager on (events=ALL), as in the traces; CEL is class call
     write_timeout_ms: int = 100
     auth_fail_delay_s: float = 1.0
     sounds: dict[str, int] = field(default_factory=lambda: dict(SOUNDS))
     default_sound_samples: int = 8000
     max_event_queue: int = 10000
+    # queues.conf of the traces' Asterisk (01, v3-05): only listed by QueueStatus, never used
+    queues: tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...] = (
+        ("support", "ringall", (("Agent1001", "Local/1001@agents/n"),)),)
+
+    @classmethod
+    def from_manager_conf(cls, path: str, keep_default_users: bool = True, **kw: object) -> "SimConfig":
+        """Users (secret, read/write classes, ``eventfilter`` lines, ``writetimeout``) from a
+        manager.conf file such as the project's ``asterisk/manager.conf``; they replace default
+        users of the same name."""
+        users: dict[str, UserSpec] = dict(cls().users) if keep_default_users else {}
+        users.update(load_manager_conf(path))
+        return cls(users=users, **kw)  # type: ignore[arg-type]
 
 
 class AsteriskSim:
@@ -112,7 +130,51 @@ class AsteriskSim:
     def answer(self, ch: Channel) -> None:
         if ch.state != 6:
             ch.state = 6
+            self.cel(ch, "ANSWER")
             self.emit(ev.newstate(ch))
+
+    # ------------------------------------------------------------------ CEL
+
+    def cel(self, ch: Channel, name: str, extra: str = "", peer: str = "", base: bool = False) -> None:
+        """One ``Event: CEL``. ``base``: the application the channel shows once its dialplan has
+        returned (``AppDial2`` for an originated ``;1``, ``AppDial`` for a dialled one, else none)."""
+        if not self.config.cel:
+            return
+        app, data = ch.meta.get("cel_base", ("", "")) if base else (ch.app, ch.appdata)
+        self.emit(ev.cel(ch, name, app, data, extra, peer))
+
+    def announce(self, ch: Channel) -> None:
+        """A new channel: CEL ``CHAN_START``, then ``Newchannel``."""
+        self.cel(ch, "CHAN_START")
+        self.emit(ev.newchannel(ch))
+
+    def cel_hangup(self, ch: Channel, cause: int) -> None:
+        """CEL ``HANGUP`` + ``CHAN_END`` (+ ``LINKEDID_END`` for the call's last channel), once."""
+        if ch.meta.get("cel_ended"):
+            return
+        ch.meta["cel_ended"] = True
+        self.cel(ch, "HANGUP", ev.cel_extra(hangupcause=cause, hangupsource=ch.meta.get("hangupsource", ""),
+                                            dialstatus=ch.var("DIALSTATUS")), base=True)
+        self.cel(ch, "CHAN_END", base=True)
+        if not any(c.linkedid == ch.linkedid and c is not ch and not c.meta.get("cel_ended")
+                   and not c.hungup for c in self.channels.values()):
+            self.cel(ch, "LINKEDID_END", base=True)
+
+    def cel_bridge(self, name: str, bridge: Bridge, ch: Channel) -> None:
+        """CEL ``BRIDGE_ENTER`` (after joining) / ``BRIDGE_EXIT`` (after leaving): Peer = the others."""
+        peer = ",".join(c.name for c in bridge.channels if c is not ch)
+        self.cel(ch, name, ev.cel_extra(bridge_id=bridge.uniqueid, bridge_technology="simple_bridge"), peer)
+
+    def bridge_leave(self, bridge: Bridge, ch: Channel) -> None:
+        self.media_tick(ch)
+        if ch in bridge.channels:
+            bridge.channels.remove(ch)
+        self.cel_bridge("BRIDGE_EXIT", bridge, ch)
+        self.emit(ev.bridge_leave(bridge, ch))
+        ch.bridge = None
+
+    def stream_begin(self, ch: Channel, sound: str) -> None:
+        self.cel(ch, "STREAM_BEGIN", ev.cel_extra(sound=sound, format="slin", language=ch.language))
 
     def find(self, name: str) -> Channel | None:
         return self.channels.get(name)
@@ -127,16 +189,32 @@ class AsteriskSim:
         c1.peer, c2.peer = c2, c1
         c1.meta["threadid"] = self.ids.threadid()
         c1.meta["device"] = c2.meta["device"] = f"Local/{exten}@{ctx}"
+        c1.meta["local_exten"], c1.meta["local_ctx"] = exten, ctx
         self.channels[c1.name] = c1
         self.channels[c2.name] = c2
         return c1, c2
 
-    def destroy(self, ch: Channel, cause: int) -> None:
+    def destroy(self, ch: Channel, cause: int, cel_after: bool = False) -> None:
+        """The channel is gone: CEL HANGUP/CHAN_END (before its ``Hangup``, or after it with
+        ``cel_after``), ``Hangup``."""
         if ch.hungup:
             return
+        self.media_tick(ch)
+        self.close_recordings(ch)  # a recording that runs at hangup ends without MixMonitorStop
+        if not cel_after:
+            self.cel_hangup(ch, cause)
         ch.hungup = True
         ch.kick()
         self.emit(ev.hangup(ch, cause))
+        if cel_after:
+            self.cel_hangup(ch, cause)
+        device = ch.meta.get("device")
+        if device:  # each Local half that goes re-evaluates the device: in use by another pair?
+            pair = ch.name[:-2]
+            busy = any(c.meta.get("device") == device and not c.hungup and c.name[:-2] != pair
+                       for c in self.channels.values())
+            # devstate runs on its own thread: the event trails the burst of the hangup
+            asyncio.get_running_loop().call_soon(self.emit, ev.device_state(device, "INUSE" if busy else "NOT_INUSE"))
         self.channels.pop(ch.name, None)
         t = self._far_tasks.pop(id(ch), None)
         if t is not None and t is not asyncio.current_task():
@@ -147,6 +225,7 @@ class AsteriskSim:
 
         if ch.interrupted:
             return INTERRUPT
+        ch.settled.set()
         if not ch.dtmf.empty():
             return ch.dtmf.get_nowait()
         ch.wake.clear()
@@ -166,14 +245,21 @@ class AsteriskSim:
             return digit
         return INTERRUPT if ch.interrupted else None
 
-    async def send_dtmf(self, ch1: Channel, digit: str, ms: int = 100, begin: bool = True) -> None:
+    async def send_dtmf(self, ch1: Channel, digit: str, ms: int = 100, begin: bool = True,
+                        wait: bool = True) -> None:
         """A digit sent by the far half arrives on ``ch1`` (Direction: Received)."""
         if begin:
             self.emit(ev.dtmf_begin(ch1, digit))
-            await asyncio.sleep(self.scale(ms / 1000))
+            if wait:
+                await asyncio.sleep(self.scale(ms / 1000))
         if ch1.hungup:
             return
+        cel = lambda: self.cel(ch1, "DTMF", ev.cel_extra(digit=digit, duration_ms=ms))  # noqa: E731
+        if not begin:
+            cel()
         self.emit(ev.dtmf_end(ch1, digit, ms))
+        if begin:
+            cel()
         with contextlib.suppress(asyncio.QueueFull):
             ch1.dtmf.put_nowait(digit)
         rec = self.record.get(ch1.linkedid)
@@ -182,18 +268,46 @@ class AsteriskSim:
 
     # ------------------------------------------------------------------ recording
 
-    def start_mixmonitor(self, ch: Channel, file: str) -> None:
-        path = file if file.startswith("/") else f"/var/spool/asterisk/monitor/{file}"
+    def start_mixmonitor(self, ch: Channel, file: str, options: str = "") -> None:
+        """MixMonitor(file[,options]); ``b``: only bridged audio is written."""
+        base = self.config.record_dir or "/var/spool/asterisk/monitor"
+        path = file if file.startswith("/") else os.path.join(base, file)
         self.set_var(ch, "MIXMONITOR_FILENAME", path)
         ch.mixmonitor = path
+        if self.config.record_dir is not None:
+            bridged_only = "b" in options
+
+            def flowing() -> bool:
+                far = ch.peer
+                return (not ch.hungup and (ch.bridge is not None or not bridged_only) and far is not None
+                        and not far.hungup and bool(far.meta.get("playback")))
+
+            ch.meta.setdefault("recordings", []).append(Recording(path, flowing, self.config.time_factor))
         self.emit(ev.mixmonitor_start(ch))
 
     def stop_mixmonitor(self, ch: Channel) -> bool:
         if ch.mixmonitor is None:
             return False
         ch.mixmonitor = None
+        self.close_recordings(ch)
         self.emit(ev.mixmonitor_stop(ch))
         return True
+
+    def mute_mixmonitor(self, ch: Channel, direction: str, on: bool) -> None:
+        if direction.lower() in ("both", "read"):  # what the caller sends; the agents send no audio
+            for rec in ch.meta.get("recordings", ()):
+                rec.mute(on)
+
+    def media_tick(self, ch: Channel | None) -> None:
+        """Before anything changes what a recording hears (bridge, far half's media, hangup)."""
+        for c in (ch, ch.peer if ch is not None else None):
+            if c is not None:
+                for rec in c.meta.get("recordings", ()):
+                    rec.tick()
+
+    def close_recordings(self, ch: Channel) -> None:
+        for rec in ch.meta.pop("recordings", ()):
+            rec.close()
 
     # ------------------------------------------------------------------ far halves ([callers], [agent-phones])
 
@@ -227,7 +341,11 @@ class AsteriskSim:
                 if ch2.meta.get("role") == "dialled":
                     self.emit(ev.device_state(ch2.meta["device"], "INUSE"))
                 _resolve(ch2, "answer")
-                await asyncio.sleep(0.002)  # the far half's next step shows after the near half moves on
+                # the far half's next step shows once the near half has moved on and waits for
+                # media (the traces: after the IVR's first long command, or the hold AGI's start)
+                if ch2.peer is not None:
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(ch2.peer.settled.wait(), 0.1)
             elif app == "Wait":
                 if ch2.meta.get("role") == "dialled" and ch2.state != 6 and prio == len(program):
                     await asyncio.Event().wait()  # rings until Dial gives up
@@ -238,15 +356,22 @@ class AsteriskSim:
                 _resolve(ch2, "busy")
                 await asyncio.Event().wait()
             elif app == "Playback":
+                self.media_tick(ch2)
                 ch2.meta["playback"] = True
+                self.stream_begin(ch2, data)
                 await asyncio.sleep(self.scale(self.sound_samples(data) / 8000))
+                self.media_tick(ch2)
                 ch2.meta["playback"] = False
+                self.cel(ch2, "STREAM_END")
                 self.set_var(ch2, "PLAYBACKSTATUS", "SUCCESS")
             elif app == "SendDTMF":
                 if ch2.peer is not None:
                     for d in data:
                         await self.send_dtmf(ch2.peer, d)
             elif app == "Hangup":
+                ch2.meta["hangupsource"] = "dialplan/builtin"
+                if ch2.meta.get("role") != "dialled":
+                    self.cel_hangup(ch2, 16)  # the traces: CEL sees it before SoftHangupRequest
                 self.far_hangup(ch2, 16)
                 return
         self.far_hangup(ch2, 16)
@@ -267,15 +392,10 @@ class AsteriskSim:
             self.set_var(ch1, "BRIDGEPEER", "")
             self.set_var(caller, "BRIDGEPEER", "")
             self.destroy(ch2, cause)
-            self.emit(ev.device_state(ch2.meta["device"], "NOT_INUSE"))
-            bridge.channels.remove(ch1)
-            self.emit(ev.bridge_leave(bridge, ch1))
-            ch1.bridge = None
+            self.bridge_leave(bridge, ch1)
             self.destroy(ch1, cause)
             if caller in bridge.channels:
-                bridge.channels.remove(caller)
-                self.emit(ev.bridge_leave(bridge, caller))
-                caller.bridge = None
+                self.bridge_leave(bridge, caller)
             self.emit(ev.bridge_destroy(bridge))
             caller.hangup_by_peer = True
             if caller.soft_hangup is None:
@@ -285,10 +405,12 @@ class AsteriskSim:
         if ch2.meta.get("playback"):
             self.set_var(ch2, "PLAYBACKSTATUS", "SUCCESS")
         self.emit(ev.soft_hangup_request(ch2, cause))
+        if ch2.meta.get("playback"):
+            self.cel(ch2, "STREAM_END")
+        self.cel_hangup(ch2, cause)  # CEL sees the far half die before the near half's HangupRequest
         if ch1 is not None and not ch1.hungup:
             self.emit(ev.hangup_request(ch1, cause))
         self.destroy(ch2, cause)
-        self.emit(ev.device_state(ch2.meta["device"], "NOT_INUSE"))
         if ch1 is not None and not ch1.hungup:
             if ch1.soft_hangup is None:
                 ch1.soft_hangup = cause

@@ -128,16 +128,21 @@ class Runner:
         elif app == "Goto":
             return self.goto(data)
         elif app == "Hangup":
+            ch.meta["hangupsource"] = "dialplan/builtin"
             ch.soft_hangup = 16
         elif app == "MusicOnHold":
             self.emit(ev.moh_start(ch))
+            sim.cel(ch, "STREAM_BEGIN", ev.cel_extra(**{"class": "default"}))
             await ch.block(sim.scale(20))
+            sim.cel(ch, "STREAM_END")
             self.emit(ev.moh_stop(ch))
         elif app == "ExecIf":
             cond, _, inner = data.partition("?")
             if cond == "1" and inner.startswith("MixMonitor("):
-                sim.start_mixmonitor(ch, inner[len("MixMonitor("):].rsplit(",", 1)[0])
+                file, _, opts = inner[len("MixMonitor("):].rstrip(")").partition(",")
+                sim.start_mixmonitor(ch, file, opts)
             elif cond == "1" and inner.startswith("StopMixMonitor"):
+                await asyncio.sleep(0)  # StopMixMonitor waits for the recording thread (v3-02: 2 ms)
                 sim.stop_mixmonitor(ch)
         elif app == "Dial":
             device, _, timeout = data.rpartition(",")
@@ -183,17 +188,20 @@ class Runner:
         exten, ctx, program = far
         started = time.monotonic()
         a1, a2 = sim.new_local_pair(exten, ctx, ch.linkedid)
-        self.emit(ev.newchannel(a1))
-        self.emit(ev.newchannel(a2))
+        sim.announce(a1)
+        sim.announce(a2)
         peer = f"{exten}@{ctx}"
         sim.set_var(a1, "DIALEDPEERNUMBER", peer)
-        a1.cid_num, a1.cid_name, a1.con_num, a1.con_name = exten, ch.cid_name, ch.cid_num, ch.cid_name
+        a1.exten = ch.exten  # app_dial gives the outgoing channel the caller's exten
+        a1.cid_num, a1.cid_name, a1.con_num, a1.con_name = ch.exten, ch.cid_name, ch.cid_num, ch.cid_name
+        a2.meta["ani"] = "" if ch.cid_num == "<unknown>" else ch.cid_num
         a1.app, a1.appdata = "AppDial", "(Outgoing Line)"
+        a1.meta["cel_base"] = ("AppDial", "(Outgoing Line)")
         self.emit(ev.newexten(a1, "AppDial", "(Outgoing Line)"))
         self.emit(ev.newcallerid(a1))
         self.emit(ev.newconnectedline(a1))
         sim.set_var(a2, "DIALEDPEERNUMBER", peer)
-        a2.cid_num, a2.cid_name, a2.con_num, a2.con_name = ch.cid_num, ch.cid_name, exten, ch.cid_name
+        a2.cid_num, a2.cid_name, a2.con_num, a2.con_name = ch.cid_num, ch.cid_name, ch.exten, ch.cid_name
         self.emit(ev.newcallerid(a2))
         self.emit(ev.newconnectedline(a2))
         self.emit(ev.localbridge(a1, a2))
@@ -222,14 +230,14 @@ class Runner:
         sim.destroy(a1, 0)
         sim.set_var(ch, "DIALSTATUS", status)
         self.emit(ev.soft_hangup_request(a2, 16))
-        self.emit(ev.device_state(f"Local/{peer}", "NOT_INUSE"))
-        sim.destroy(a2, 17 if status == "BUSY" else 0)
+        # the phone's half ends on its own thread: its Hangup comes once the caller, who goes on
+        # in the dialplan at once, next waits (04, v2-03, v2-06, v3-02)
+        asyncio.get_running_loop().call_soon(sim.destroy, a2, 17 if status == "BUSY" else 0)
 
     async def bridged(self, a1: Channel, a2: Channel, started: float) -> None:
         ch, sim = self.ch, self.sim
         peer = f"{a2.exten}@{a2.context}"
-        a1.state = 6
-        self.emit(ev.newstate(a1))
+        sim.answer(a1)
         sim.set_var(ch, "DIALSTATUS", "ANSWER")
         sim.set_var(ch, "DIALEDPEERNAME", a1.name)
         sim.set_var(ch, "DIALEDPEERNUMBER", peer)
@@ -240,28 +248,28 @@ class Runner:
         self.emit(ev.device_state(f"Local/{peer}", "INUSE"))
         self.emit(ev.newexten(a1, "AppDial", "(Outgoing Line)"))
         for c in (a1, ch):
+            sim.media_tick(c)
             bridge.channels.append(c)
             c.bridge = bridge
+            sim.cel_bridge("BRIDGE_ENTER", bridge, c)
             self.emit(ev.bridge_enter(bridge, c))
         sim.set_var(a1, "BRIDGEPEER", ch.name)
         sim.set_var(ch, "BRIDGEPEER", a1.name)
         answered = time.monotonic()
+        ch.settled.set()  # lets the far halves' next steps (Wait) show: the caller's side first
+        a1.settled.set()
         sim.note_answer(ch, a2.exten)
         while not ch.interrupted:
             await ch.block(None)
         if not ch.hangup_by_peer:  # the caller side ended (or was redirected/hung up by AMI)
             sim.set_var(ch, "BRIDGEPEER", "")
             sim.set_var(a1, "BRIDGEPEER", "")
-            bridge.channels.remove(ch)
-            self.emit(ev.bridge_leave(bridge, ch))
-            ch.bridge = None
+            sim.bridge_leave(bridge, ch)
 
             def agent_side() -> None:
                 if a1.hungup:
                     return
-                bridge.channels.remove(a1)
-                self.emit(ev.bridge_leave(bridge, a1))
-                a1.bridge = None
+                sim.bridge_leave(bridge, a1)
                 self.emit(ev.hangup_request(a2, 16))
                 sim.destroy(a1, 16)
                 self.emit(ev.bridge_destroy(bridge))
@@ -271,7 +279,6 @@ class Runner:
                     return
                 self.emit(ev.soft_hangup_request(a2, 16))
                 sim.destroy(a2, 16)
-                self.emit(ev.device_state(f"Local/{peer}", "NOT_INUSE"))
 
             self.teardown1.append(agent_side)
             self.teardown2.append(agent_far)
@@ -284,21 +291,20 @@ class Runner:
                           ("DIALEDTIME", str(int(t_dial))), ("DIALEDTIME_MS", str(int(t_dial * 1000))),
                           ("DIALSTATUS", "ANSWER")):
             sim.set_var(ch, name, val)
-        if ch.hangup_by_peer:
-            self.emit(ev.device_state(f"Local/{peer}", "NOT_INUSE"))
 
     # ------------------------------------------------------------------ the end of the call
 
-    def finish(self, cause: int) -> None:
+    def finish(self, cause: int, pbx: bool = True) -> None:
+        """The end of the ``;1``: ``pbx`` when it ran dialplan (SoftHangupRequest, hangup handlers);
+        False when an Originate ran one application on it (09-B/v3-05 click-to-dial)."""
         ch, sim = self.ch, self.sim
-        self.emit(ev.soft_hangup_request(ch, cause))
+        if pbx:
+            self.emit(ev.soft_hangup_request(ch, cause))
         loc = (ch.context, ch.exten, ch.priority)
         for handler in ch.handlers:
             self.emit(ev.hangup_handler_run(ch, handler))
             sim.set_var(ch, "LOCAL(ARGC)", "0")
-            for f in self.teardown1:
-                f()
-            self.teardown1.clear()
+            self.run_teardown(self.teardown1)
             ch.context, ch.exten, ch.priority = "cti-end", "s", 1
             data = (f"CtiCallEnd,CallId: {ch.var('CTI_CALL_ID')},DialStatus: {ch.var('DIALSTATUS')},"
                     f"Cause: {cause}")
@@ -310,19 +316,28 @@ class Runner:
             sim.set_var(ch, "ARGC", "")
             sim.set_var(ch, "GOSUB_RETVAL", "")
             ch.context, ch.exten, ch.priority = loc
-        for f in self.teardown1:
-            f()
+        if pbx:
+            self.run_teardown(self.teardown1)
         far = ch.peer
         if far is not None and not far.hungup:
             self.emit(ev.hangup_request(far, cause))
             if far.meta.get("playback"):
                 sim.set_var(far, "PLAYBACKSTATUS", "SUCCESS")
-        sim.destroy(ch, cause)
-        for f in self.teardown2:
-            f()
+        sim.destroy(ch, cause, cel_after=True)  # the pbx thread's channel: its CEL most often trails
+        self.run_teardown(self.teardown1)
+        if pbx:
+            self.run_teardown(self.teardown2)
+
         if far is not None and not far.hungup:
             self.emit(ev.soft_hangup_request(far, cause))
+            if far.meta.get("playback"):
+                sim.cel(far, "STREAM_END")
             sim.destroy(far, cause)
-            self.emit(ev.device_state(f"Local/{far.exten}@{far.context}", "NOT_INUSE"))
-        self.emit(ev.device_state(ch.meta.get("device", ""), "NOT_INUSE"))
+        self.run_teardown(self.teardown2)
         sim.note_end(ch, cause)
+
+    @staticmethod
+    def run_teardown(fs: list[Callable[[], None]]) -> None:
+        for f in fs:
+            f()
+        fs.clear()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import time
+
 from .model import CAUSE_TXT, Bridge, Channel, Headers
 
 CALL = "call,all"
@@ -40,7 +43,8 @@ def newconnectedline(ch: Channel) -> Headers:
 
 def localbridge(one: Channel, two: Channel) -> Headers:
     return [("Event", "LocalBridge"), ("Privilege", CALL), *one.snapshot("LocalOne"),
-            *two.snapshot("LocalTwo"), ("Context", one.context), ("Exten", one.exten),
+            *two.snapshot("LocalTwo"), ("Context", one.meta.get("local_ctx", one.context)),
+            ("Exten", one.meta.get("local_exten", one.exten)),
             ("LocalOptimization", "Yes")]
 
 
@@ -172,3 +176,38 @@ def core_show_channel(ch: Channel, seconds: int, action_id: str | None) -> Heade
           ("Duration", f"{hh:02d}:{mm:02d}:{ss:02d}"),
           ("BridgeId", ch.bridge.uniqueid if ch.bridge else "")]
     return h
+
+
+def _cid(v: str) -> str:
+    return "" if v == "<unknown>" else v
+
+
+def cel(ch: Channel, name: str, app: str, data: str, extra: str = "", peer: str = "") -> Headers:
+    """``Event: CEL`` as cel_manager sends it (class ``call``; ``UniqueID``/``LinkedID`` spelling)."""
+    return [("Event", "CEL"), ("Privilege", CALL), ("EventName", name), ("AccountCode", ch.accountcode),
+            ("CallerIDnum", _cid(ch.cid_num)), ("CallerIDname", _cid(ch.cid_name)),
+            ("CallerIDani", ch.meta.get("ani", "")), ("CallerIDrdnis", ""), ("CallerIDdnid", ""),
+            ("Exten", ch.exten), ("Context", ch.context), ("Channel", ch.name), ("Application", app),
+            ("AppData", data), ("EventTime", time.strftime("%Y-%m-%d %H:%M:%S")),
+            ("AMAFlags", "DOCUMENTATION"), ("UniqueID", ch.uniqueid), ("LinkedID", ch.linkedid),
+            ("Userfield", ""), ("Peer", peer), ("PeerAccount", ""), ("Extra", extra)]
+
+
+def cel_extra(**fields: object) -> str:
+    """CEL ``Extra``: compact JSON in the given key order (``{"hangupcause":16,...}``)."""
+    return json.dumps(fields, separators=(",", ":"))
+
+
+def queue_params(queue: str, strategy: str, action_id: str | None) -> Headers:
+    h: Headers = [("Event", "QueueParams"), ("Queue", queue), ("Max", "0"), ("Strategy", strategy),
+                  ("Calls", "0"), ("Holdtime", "0"), ("TalkTime", "0"), ("Completed", "0"), ("Abandoned", "0"),
+                  ("ServiceLevel", "0"), ("ServicelevelPerf", "0.0"), ("ServicelevelPerf2", "0.0"), ("Weight", "0")]
+    return h + ([("ActionID", action_id)] if action_id is not None else [])
+
+
+def queue_member(queue: str, name: str, location: str, login_time: int, action_id: str | None) -> Headers:
+    h: Headers = [("Event", "QueueMember"), ("Queue", queue), ("Name", name), ("Location", location),
+                  ("StateInterface", location), ("Membership", "static"), ("Penalty", "0"), ("CallsTaken", "0"),
+                  ("LastCall", "0"), ("LastPause", "0"), ("LoginTime", str(login_time)), ("InCall", "0"),
+                  ("Status", "1"), ("Paused", "0"), ("PausedReason", ""), ("Wrapuptime", "0")]
+    return h + ([("ActionID", action_id)] if action_id is not None else [])

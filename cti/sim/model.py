@@ -87,6 +87,7 @@ class Channel:
     in_agi: bool = False
     dtmf: "asyncio.Queue[str]" = field(default_factory=lambda: asyncio.Queue(maxsize=64))
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    settled: asyncio.Event = field(default_factory=asyncio.Event)  # set once it first waits for media
     meta: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -107,6 +108,7 @@ class Channel:
         """Sleep up to ``timeout`` s; True if interrupted by a hangup or redirect."""
         if self.interrupted:
             return True
+        self.settled.set()
         self.wake.clear()
         try:
             if timeout is None:

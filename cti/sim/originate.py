@@ -67,11 +67,14 @@ async def _originate(sim: "AsteriskSim", channel: str, context: str | None, exte
     if on_created:
         on_created(o1.uniqueid)
     o2.meta["role"] = "caller" if context == "cti-inbound" else "originated"
-    sim.emit(ev.newchannel(o1))
+    sim.announce(o1)
     sim.emit(ev.newchannel(o2))
+    sim.cel(o2, "CHAN_START")  # most often just after o2's Newchannel in the traces
     o1.app, o1.appdata = "AppDial2", "(Outgoing Line)"
+    o1.meta["cel_base"] = ("AppDial2", "(Outgoing Line)")
     sim.emit(ev.newexten(o1, "AppDial2", "(Outgoing Line)"))
     o1.cid_num, o1.cid_name = num, name
+    o1.meta["ani"] = "" if num == "<unknown>" else num
     sim.emit(ev.newcallerid(o1))
     o1.con_num, o1.con_name = num, name
     sim.emit(ev.newconnectedline(o1))
@@ -96,7 +99,6 @@ async def _originate(sim: "AsteriskSim", channel: str, context: str | None, exte
         sim.emit(ev.hangup_request(o2, c1 if result != "busy" else 0))
         sim.destroy(o2, c1)
         sim.destroy(o1, c2)
-        sim.emit(ev.device_state(o1.meta["device"], "NOT_INUSE"))
         sim.emit(ev.originate_response(action_id, False, channel, target, reason, "<unknown>", num, name))
         if on_response:
             on_response(False)
@@ -104,8 +106,7 @@ async def _originate(sim: "AsteriskSim", channel: str, context: str | None, exte
         if rec is not None:
             sim.note_end(o1, c2)
         return
-    o1.state = 6
-    sim.emit(ev.newstate(o1))
+    sim.answer(o1)
     sim.emit(ev.dialend(None, o1, "ANSWER"))
     runner = Runner(sim, o1)
     if application is None:
@@ -114,11 +115,15 @@ async def _originate(sim: "AsteriskSim", channel: str, context: str | None, exte
     else:
         sim.spawn(_run_app(runner, application, data or ""))
     await asyncio.sleep(0)
+    if application is not None:  # 09-B / v3-05: the device goes in use before the response
+        sim.emit(ev.device_state(o1.meta["device"], "INUSE"))
+        sim.emit(ev.device_state(o1.meta["device"], "INUSE"))
     sim.emit(ev.originate_response(action_id, True, o1.name, target, 4, o1.uniqueid, num, name))
     if on_response:
         on_response(True)
-    sim.emit(ev.device_state(o1.meta["device"], "INUSE"))
-    sim.emit(ev.device_state(o1.meta["device"], "INUSE"))
+    if application is None:
+        sim.emit(ev.device_state(o1.meta["device"], "INUSE"))
+        sim.emit(ev.device_state(o1.meta["device"], "INUSE"))
 
 
 async def _run_app(runner: Runner, app: str, data: str) -> None:
@@ -135,4 +140,4 @@ async def _run_app(runner: Runner, app: str, data: str) -> None:
                 await ch.block(None)
     finally:
         if not ch.hungup:
-            runner.finish(ch.soft_hangup if ch.soft_hangup is not None else 16)
+            runner.finish(ch.soft_hangup if ch.soft_hangup is not None else 16, pbx=False)

@@ -76,8 +76,13 @@ class AmiRecorder:
         self.writer.write(data)
         await self.writer.drain()
 
-    async def wait_for(self, pred: Callable[[dict[str, str]], bool], timeout: float = 10.0) -> dict[str, str]:
-        seen = 0
+    def mark(self) -> int:
+        """Index for ``wait_for(after=...)``: only messages received from now on."""
+        return len(self.messages)
+
+    async def wait_for(self, pred: Callable[[dict[str, str]], bool], timeout: float = 10.0,
+                       after: int = 0) -> dict[str, str]:
+        seen = after
         async def loop() -> dict[str, str]:
             nonlocal seen
             while True:
@@ -89,6 +94,13 @@ class AmiRecorder:
                 self.new.clear()
                 await self.new.wait()
         return await asyncio.wait_for(loop(), timeout)
+
+    async def act(self, headers: list[tuple[str, str]], timeout: float = 10.0) -> dict[str, str]:
+        """Send an action (with an ActionID) and wait for its response."""
+        aid = dict(headers).get("ActionID")
+        start = self.mark()
+        await self.action(headers)
+        return await self.wait_for(lambda m: "Response" in m and m.get("ActionID") == aid, timeout, start)
 
     async def close(self) -> None:
         self.task.cancel()
