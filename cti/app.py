@@ -1,8 +1,13 @@
-"""Composition root: wires the Asterisk link, IVR, ACD, web edge and CRM store.
+"""Composition root: wires the Asterisk links, IVR, ACD, web edge and CRM store.
 
 Nothing imports this module; only ``cti.cli`` uses it.  Start order: store, bus, ACD,
-call-log writer, FastAGI server, web server; then the AMI link (``connect_ami``), whose
-every (re)connect triggers a resynchronisation of the live calls.
+call-log writer, FastAGI server, web server; then the AMI links (``connect_ami``), whose
+every (re)connect triggers a resynchronisation of that server's live calls.
+
+Several Asterisk servers (``[ami]`` and ``[[ami_servers]]``): one AMI client and one call
+tracker each, call ids ``"<server>/<linkedid>"`` (two servers' linkedids may be equal);
+a FastAGI session belongs to the server its connection comes from (``agi_peers``), and a
+Redirect goes to the server whose tracker holds the channel.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +36,27 @@ from cti.ami.protocol import Message
 from cti.bus import Bus
 from cti.calls import CallTracker
 from cti.domain import RESYNC_GONE, CallEnded, CallQueued, DomainEvent
-from cti.settings import Settings
+from cti.settings import AmiSettings, Settings
 from ivr.flow import load_flows
 from ivr.runner import IvrRunner
 from screen_pop.deps import WebDeps
 from screen_pop.web import build_app
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class AsteriskLink:
+    """One Asterisk server: its settings, call tracker and (once connected) AMI client."""
+
+    settings: AmiSettings
+    tracker: CallTracker
+    client: AmiClient | None = None
+    resyncs: list[float] = field(default_factory=list)  # ms per resync
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
 
 
 class CtiApp:
@@ -47,16 +67,34 @@ class CtiApp:
         self.agent_passwords = agent_passwords or {}
         self.migrate = migrate  # False: refuse an outdated schema instead of upgrading it
         self.bus = Bus()
-        self.tracker = CallTracker(settings.ami.name)
+        several = len(settings.asterisks) > 1
+        self.links: dict[str, AsteriskLink] = {
+            a.name: AsteriskLink(a, CallTracker(a.name, namespaced=several)) for a in settings.asterisks}
         self.stats = StatsFold()
         self.store: Store | None = None
-        self.ami: AmiClient | None = None
         self.agi: FastAgiServer | None = None
         self.distributor: Distributor | None = None
         self.calllog: CallLogWriter | None = None
         self._runner: web.AppRunner | None = None
         self.http_port = settings.http.port
-        self.resyncs: list[float] = []  # ms per resync
+
+    @property
+    def first(self) -> AsteriskLink:
+        return next(iter(self.links.values()))
+
+    @property
+    def tracker(self) -> CallTracker:
+        """The first (or only) server's call tracker."""
+        return self.first.tracker
+
+    @property
+    def ami(self) -> AmiClient | None:
+        """The first (or only) server's AMI client."""
+        return self.first.client
+
+    @property
+    def resyncs(self) -> list[float]:
+        return [ms for link in self.links.values() for ms in link.resyncs]
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -101,18 +139,28 @@ class CtiApp:
             self.http_port = server.sockets[0].getsockname()[1]
         log.info("cti started", extra={"http_port": self.http_port, "agi_port": self.agi.port})
 
-    async def connect_ami(self, host: str | None = None, port: int | None = None) -> None:
-        s = self.settings.ami
-        self.ami = AmiClient(host or s.host, port or s.port, s.username, s.secret.get_secret_value(), name=s.name,
-                             auth=s.auth, events=s.events)
-        self.ami.add_listener(self._on_ami_event)
-        self.ami.on_connected(self._resync)
-        self.ami.on_disconnected(self.tracker.link_lost)
-        await self.ami.start()
+    async def connect_ami(self, host: str | None = None, port: int | None = None, *,
+                          where: dict[str, tuple[str, int]] | None = None) -> None:
+        """Connect every server's AMI link; ``host``/``port`` override the first server's
+        address, ``where`` any server's (by name)."""
+        where = dict(where or {})
+        if host or port:
+            s0 = self.first.settings
+            where.setdefault(self.first.name, (host or s0.host, port or s0.port))
+        for link in self.links.values():
+            s = link.settings
+            h, p = where.get(link.name, (s.host, s.port))
+            link.client = AmiClient(h, p, s.username, s.secret.get_secret_value(), name=s.name,
+                                    auth=s.auth, events=s.events)
+            link.client.add_listener(lambda msg, link=link: self._on_ami_event(link, msg))
+            link.client.on_connected(lambda link=link: self._resync(link))
+            link.client.on_disconnected(link.tracker.link_lost)
+            await link.client.start()
 
     async def stop(self) -> None:
-        if self.ami:
-            await self.ami.stop()
+        for link in self.links.values():
+            if link.client:
+                await link.client.stop()
         if self.agi:
             await self.agi.stop()
         if self.distributor:
@@ -133,11 +181,11 @@ class CtiApp:
 
     # -- wiring -----------------------------------------------------------------------
 
-    def _on_ami_event(self, msg: Message) -> None:
-        for ev in self.tracker.feed(msg):
+    def _on_ami_event(self, link: AsteriskLink, msg: Message) -> None:
+        for ev in link.tracker.feed(msg):
             self.bus.publish(ev)
 
-    async def _resync(self) -> None:
+    async def _resync(self, link: AsteriskLink) -> None:
         """Rebuild the live calls after a (re)connect, and close the logs of calls gone meanwhile.
 
         Two sources of "gone": calls the tracker knew (``resync_begin``), and call logs left
@@ -145,31 +193,73 @@ class CtiApp:
         them, but the IVR wrote their rows over FastAGI).  Both are taken *before* the listing
         is requested, so a call that starts while the listing is produced is never closed.
         """
-        assert self.ami is not None
+        assert link.client is not None
+        tracker = link.tracker
         t0 = time.perf_counter()
-        known = self.tracker.resync_begin()
-        open_logs = await self._open_call_logs()
-        r = await self.ami.send_action("CoreShowChannels", timeout=5.0)
+        known = tracker.resync_begin()
+        open_logs = await self._open_call_logs(link)
+        r = await link.client.send_action("CoreShowChannels", timeout=5.0)
         closed: set[str] = set()
-        for ev in self.tracker.resync(r.events, known):
+        for ev in tracker.resync(r.events, known):
             if isinstance(ev, CallEnded):
                 closed.add(ev.call_id)
             self.bus.publish(ev)
-        live = {self.tracker.call_id(m.get("Linkedid") or "") for m in r.events}
-        tracked = {c.call_id for c in self.tracker.calls.values()}
+        live = {tracker.call_id(m.get("Linkedid") or "") for m in r.events}
+        tracked = {c.call_id for c in tracker.calls.values()}
         for call_id in sorted(open_logs - live - tracked - closed):
             self.bus.publish(CallEnded(call_id, 0, "", "unknown", RESYNC_GONE, time.time()))
-        self.resyncs.append((time.perf_counter() - t0) * 1000)
+        link.resyncs.append((time.perf_counter() - t0) * 1000)
 
-    async def _open_call_logs(self) -> set[str]:
+    async def _open_call_logs(self, link: AsteriskLink) -> set[str]:
+        """The open call logs of ``link``'s server (each server resyncs only its own)."""
         if self.store is None or self.calllog is None:
             return set()
         await self.calllog.drain()
-        return {row.call_id for row in await self.store.list_calls(outcome="in_progress", limit=100_000)}
+        rows = await self.store.list_calls(outcome="in_progress", limit=100_000)
+        if not link.tracker.namespaced:
+            return {row.call_id for row in rows}
+        prefix = link.name + "/"
+        return {row.call_id for row in rows if row.call_id.startswith(prefix)}
+
+    # -- several servers --------------------------------------------------------------
+
+    def link_of_session(self, env: dict[str, str], peer: str | None = None) -> AsteriskLink:
+        """The server a FastAGI session belongs to: the one its connection comes from
+        (``agi_peers``); among several on one address, the one whose tracker knows the
+        channel; else the first."""
+        links = list(self.links.values())
+        if len(links) == 1:
+            return links[0]
+        if peer:
+            by_peer = [lk for lk in links if peer in lk.settings.agi_peer_hosts()]
+            if len(by_peer) == 1:
+                return by_peer[0]
+            links = by_peer or links
+        chan = env.get("agi_channel", "")
+        knows = [lk for lk in links if lk.tracker.has_channel(chan, env.get("agi_uniqueid", ""))]
+        if len(knows) == 1:
+            return knows[0]
+        log.warning("FastAGI session of unknown server; taking %s", links[0].name,
+                    extra={"channel": chan, "peer": peer})
+        return links[0]
+
+    def agi_call_id(self, session: AgiSession) -> str:
+        """The call id of a FastAGI session on the caller's channel (its uniqueid is the call's
+        linkedid), namespaced like the tracker's."""
+        env = session.env
+        return self.link_of_session(env, _peer_host(session)).tracker.call_id(env.get("agi_uniqueid", ""))
+
+    def link_of_channel(self, channel: str) -> AsteriskLink:
+        links = list(self.links.values())
+        if len(links) > 1:
+            for lk in links:
+                if lk.tracker.has_channel(channel):
+                    return lk
+        return links[0]
 
     async def _run_ivr(self, session: AgiSession) -> None:
         flow = session.environment.script[len(dp.SCRIPT_IVR_PREFIX):] or self.settings.ivr.default_flow
-        await self.ivr.run(session, flow)
+        await self.ivr.run(session, flow, self.agi_call_id(session))
 
     async def _agi_fallback(self, session: AgiSession, error: BaseException | None) -> None:
         """A failed IVR still sends the caller to the default queue (never silence)."""
@@ -181,19 +271,28 @@ class CtiApp:
         cti_call_id = await session.get_variable(dp.VAR_CALL_ID) or ""
         env = session.env
         self.bus.publish(CallQueued(
-            env.get("agi_uniqueid", ""), cti_call_id, session.channel, q.name, tuple(q.skills), 0,
+            self.agi_call_id(session), cti_call_id, session.channel, q.name, tuple(q.skills), 0,
             env.get("agi_callerid", ""), env.get("agi_calleridname", ""), None, ("fallback",), "",
             time.time()))
         await session.set_variable(dp.VAR_NEXT, dp.NEXT_QUEUE)
 
     async def call_control_redirect(self, channel: str, context: str, exten: str, priority: int) -> None:
-        if self.ami is None:
+        client = self.link_of_channel(channel).client
+        if client is None:
             raise RuntimeError("AMI not connected")
-        await self.ami.redirect(channel, context, exten, priority)
+        await client.redirect(channel, context, exten, priority)
 
     def snapshot(self) -> dict[str, Any]:
         assert self.distributor is not None
         return self.distributor.snapshot()
+
+
+def _peer_host(session: AgiSession) -> str | None:
+    """The address a FastAGI connection came from (the Asterisk server's)."""
+    peer = getattr(session, "peer", None)
+    if isinstance(peer, tuple) and peer:
+        return str(peer[0])
+    return peer if isinstance(peer, str) else None
 
 
 class _LateCallControl:

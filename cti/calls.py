@@ -70,6 +70,14 @@ class CallTracker:
     def call_id(self, linkedid: str) -> str:
         return f"{self.server}/{linkedid}" if self.namespaced else linkedid
 
+    def has_channel(self, channel: str, uniqueid: str = "") -> bool:
+        """Whether a live call here has this channel (the caller's or a leg's) or this uniqueid
+        as its linkedid: which of several servers a channel lives on."""
+        for c in self.calls.values():
+            if (channel and (c.channel == channel or channel in c.legs)) or (uniqueid and uniqueid == c.linkedid):
+                return True
+        return False
+
     def wants(self, event_name: str) -> bool:
         return event_name in self._handlers
 

@@ -78,8 +78,12 @@ async def run_simulation(settings: Settings, *, calls: int | None, rate: float, 
                          db: str | None, ami_drops: int = 0, progress: bool = False,
                          until_stopped: asyncio.Event | None = None,
                          capture: dict[str, Any] | None = None,
-                         http_port: int | None = None) -> dict[str, Any]:
-    """Run the whole system on the simulator; ``capture`` receives the records and bots."""
+                         http_port: int | None = None, servers: int = 1) -> dict[str, Any]:
+    """Run the whole system on the simulator; ``capture`` receives the records and bots.
+
+    ``servers`` > 1 runs that many simulated Asterisk servers side by side (the i-th on
+    127.0.0.i, AMI and FastAGI), the calls spread over them; the app sees each as one of its
+    ``[[ami_servers]]`` with call ids namespaced by server."""
     from cti.app import CtiApp
     from cti.sim.actors import AgentPhone, Caller
     from cti.sim.agent_bot import AgentBot
@@ -91,11 +95,17 @@ async def run_simulation(settings: Settings, *, calls: int | None, rate: float, 
     base = f"http://127.0.0.1:{http_port}"
     ags = _sim_agents(settings, agents)
     queues = {k: q.model_copy(update={"wrap_up_s": q.wrap_up_s * tf}) for k, q in settings.queues.items()}
-    settings = settings.model_copy(update={
+    update: dict[str, Any] = {
         "agents": ags, "queues": queues,
         "http": settings.http.model_copy(update={"port": http_port, "public_url": base,
                                                  "allowed_origins": [base]}),
-    })
+    }
+    if servers > 1:
+        update["ami"] = settings.ami.model_copy(update={"host": "127.0.0.1", "agi_peers": ["127.0.0.1"]})
+        update["ami_servers"] = [settings.ami.model_copy(update={
+            "name": f"sim{i + 1}", "host": f"127.0.0.{i + 1}", "agi_peers": [f"127.0.0.{i + 1}"]})
+            for i in range(1, servers)]
+    settings = settings.model_copy(update=update)
     passwords = {a.id: secrets.token_urlsafe(12) for a in ags}
     db_url = f"sqlite+aiosqlite:///{db}" if db else settings.database.url
     app = CtiApp(settings, db_url=db_url, agent_passwords=passwords)
@@ -105,14 +115,21 @@ async def run_simulation(settings: Settings, *, calls: int | None, rate: float, 
     assert app.agi is not None and app.distributor is not None and app.calllog is not None
     phones = tuple(AgentPhone(ext=a.id, behaviour="answer", ring_s=sim_s.answer_after_s, talk_s=sim_s.talk_s)
                    for a in ags)
-    sim = AsteriskSim(SimConfig(agi_port=app.agi.port, time_factor=tf, phones=phones,
-                                users={settings.ami.username: (settings.ami.secret.get_secret_value(),
-                                                               frozenset({"call", "dialplan", "user", "agent", "reporting"}),
-                                                               frozenset({"call", "originate", "reporting"}))}))
+    links = list(app.links.values())
+    hosts = [lk.settings.host if servers > 1 else "127.0.0.1" for lk in links]
+    sims = [AsteriskSim(SimConfig(
+        ami_host=host, **({"agi_source": host} if servers > 1 else {}),
+        agi_port=app.agi.port, time_factor=tf, phones=phones,
+        users={settings.ami.username: (settings.ami.secret.get_secret_value(),
+                                       frozenset({"call", "dialplan", "user", "agent", "reporting"}),
+                                       frozenset({"call", "originate", "reporting"}))}))
+        for host in hosts]
     bots: list[AgentBot] = []
     t_start = time.monotonic()
-    async with sim:
-        await app.connect_ami("127.0.0.1", sim.ami_port)
+    async with contextlib.AsyncExitStack() as stack:
+        for sim in sims:
+            await stack.enter_async_context(sim)
+        await app.connect_ami(where={lk.name: (host, sim.ami_port) for lk, host, sim in zip(links, hosts, sims)})
         for a in ags:
             bot = AgentBot(base, f"agent{a.id}", passwords[a.id], a.id, origin=base)
             bot.start()
@@ -132,39 +149,47 @@ async def run_simulation(settings: Settings, *, calls: int | None, rate: float, 
         if ami_drops and calls:
             async def chaos() -> None:
                 span = calls / rate
-                for _ in range(ami_drops):
+                for k in range(ami_drops):
                     await asyncio.sleep(span / (ami_drops + 1))
-                    sim.drop_ami_clients()
+                    sims[k % len(sims)].drop_ami_clients()
             drops = asyncio.create_task(chaos())
+        records: list[tuple[Any, Any]] = []  # (link, the simulator's record of the call)
         if calls is None:
             assert until_stopped is not None
-            traffic = asyncio.create_task(_endless(sim, rate, caller))
+            traffic = [asyncio.create_task(_endless(sim, rate / len(sims), caller)) for sim in sims]
             await until_stopped.wait()
-            traffic.cancel()
-            await asyncio.gather(traffic, return_exceptions=True)
-            live = [lid for lid, r in sim.record.items() if r.ended is None]
+            for t in traffic:
+                t.cancel()
+            await asyncio.gather(*traffic, return_exceptions=True)
+            live = [(sim, lid) for sim in sims for lid, r in sim.record.items() if r.ended is None]
             if live:
                 print(f"stopping: letting {len(live)} live calls finish", file=sys.stderr, flush=True)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.gather(*(sim.wait_ended(lid) for lid in live)), 30)
-            records = list(sim.record.values())
+                    await asyncio.wait_for(asyncio.gather(*(sim.wait_ended(lid) for sim, lid in live)), 30)
+            records = [(lk, r) for lk, sim in zip(links, sims) for r in sim.record.values()]
         else:
-            records = await sim.run_traffic(calls, rate, caller)
+            shares = [calls // len(sims) + (1 if i < calls % len(sims) else 0) for i in range(len(sims))]
+            done = await asyncio.gather(*(sim.run_traffic(n, rate * n / calls, caller)
+                                          for sim, n in zip(sims, shares) if n))
+            records = [(lk, r) for lk, recs in zip([lk for lk, n in zip(links, shares) if n], done) for r in recs]
         if drops:
             await drops
         elapsed = time.monotonic() - t_start
-        if app.ami:
-            await app.ami.wait_connected(10)
+        for lk in links:
+            if lk.client:
+                await lk.client.wait_connected(10)
         await app.distributor.settle()
         await asyncio.sleep(0.3)
         await app.calllog.drain()
         for b in bots:
             await b.stop()
         result = await _figures(app, records, bots, elapsed)
-        if app.ami:
-            await app.ami.stop()
+        for lk in links:
+            if lk.client:
+                await lk.client.stop()
     if capture is not None:
-        capture.update(records=records, bots=bots, http_port=http_port, agi_errors=app.agi.errors)
+        capture.update(records=[r for _lk, r in records], bots=bots, http_port=http_port,
+                       agi_errors=app.agi.errors)
     await app.stop()
     return result
 
@@ -184,23 +209,24 @@ def _pct(xs: list[float], p: float) -> float | None:
     return round(s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))], 2)
 
 
-async def _figures(app: Any, records: list[Any], bots: list[Any], elapsed: float) -> dict[str, Any]:
+async def _figures(app: Any, records: list[tuple[Any, Any]], bots: list[Any], elapsed: float) -> dict[str, Any]:
     store = app.store
-    answered = [r for r in records if r.answered_by]
-    abandoned = [r for r in records if not r.answered_by]
+    answered = [r for _lk, r in records if r.answered_by]
+    abandoned = [r for _lk, r in records if not r.answered_by]
     problems: list[str] = []
     pops_by_call: dict[str, set[str]] = {}
     for b in bots:
         for p in b.pops:
             pops_by_call.setdefault(p["call_id"], set()).add(b.agent_id)
     logs = unknown = 0
-    outages = list(app.ami.outages) if app.ami else []
 
-    def in_outage(t: float | None) -> bool:  # ended while the link was down (or resyncing)
+    def in_outage(link: Any, t: float | None) -> bool:  # ended while its link was down (or resyncing)
+        outages = list(link.client.outages) if link.client else []
         return t is not None and any(lo - 0.5 <= t <= (hi or t) + 1.0 for lo, hi in outages)
 
-    for r in records:
-        row = await store.get_call(app.tracker.call_id(r.linkedid))
+    for link, r in records:
+        cid = link.tracker.call_id(r.linkedid)
+        row = await store.get_call(cid)
         if row is None:
             problems.append(f"call {r.linkedid}: no call log")
             continue
@@ -209,11 +235,10 @@ async def _figures(app: Any, records: list[Any], bots: list[Any], elapsed: float
             problems.append(f"call {r.linkedid}: call log not closed")
         if row.outcome == "unknown":
             unknown += 1
-            if not in_outage(r.ended):
+            if not in_outage(link, r.ended):
                 problems.append(f"call {r.linkedid}: logged unknown but it did not end during an AMI outage")
             continue
         if r.answered_by:
-            cid = app.tracker.call_id(r.linkedid)
             if r.answered_by not in pops_by_call.get(cid, set()):
                 problems.append(f"call {r.linkedid}: answered by {r.answered_by} without a pop")
             if row.outcome != "answered":
@@ -234,7 +259,8 @@ async def _figures(app: Any, records: list[Any], bots: list[Any], elapsed: float
         "pop_latency_ms": {"p50": _pct(lat, 50), "p99": _pct(lat, 99), "max": _pct(lat, 100)},
         "calls_per_s": round(len(records) / elapsed, 2) if elapsed else None,
         "elapsed_s": round(elapsed, 2),
-        "ami_reconnects": app.ami.reconnects if app.ami else 0,
+        "asterisk_servers": len(app.links),
+        "ami_reconnects": sum(lk.client.reconnects for lk in app.links.values() if lk.client),
         "resync_ms_max": round(max(app.resyncs), 2) if app.resyncs else 0.0,
         "agi_sessions": app.agi.sessions_total,
         "bot_errors": sum(len(b.errors) for b in bots),
@@ -256,7 +282,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         # a measured run starts from an empty store unless --db names one
         db = args.db or str(Path(tmp) / "sim.db")
         res = asyncio.run(run_simulation(settings, calls=args.calls, rate=args.rate, agents=args.agents,
-                                         db=db, ami_drops=args.ami_drops))
+                                         db=db, ami_drops=args.ami_drops, servers=args.servers))
     if args.json:
         print(json.dumps(res))
     else:
@@ -370,6 +396,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--agents", type=int, default=10)
     m.add_argument("--db", default=None)
     m.add_argument("--ami-drops", type=int, default=0)
+    m.add_argument("--servers", type=int, default=1, choices=range(1, 9), metavar="N",
+                   help="simulated Asterisk servers side by side (1-8; calls namespaced by server)")
     m.add_argument("--json", action="store_true")
     m.set_defaults(fn=cmd_simulate)
     db = sub.add_parser("db", help="the CRM schema: upgrade (build or migrate) or status")

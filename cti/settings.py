@@ -79,7 +79,13 @@ class AmiSettings(_Model):
     secret: SecretStr = SecretStr("")
     auth: Literal["plain", "md5"] = "plain"
     events: str | None = None
-    name: Name = "default"
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")] = "default"
+    # where this server's FastAGI connections come from (default: ``host``); with several
+    # Asterisk servers this tells whose call a FastAGI session is
+    agi_peers: list[Name] = Field(default_factory=list)
+
+    def agi_peer_hosts(self) -> frozenset[str]:
+        return frozenset(self.agi_peers or [self.host])
 
 
 class AgiSettings(_Model):
@@ -165,6 +171,7 @@ def _default_queues() -> dict[str, QueueSettings]:
 class Settings(_Model):
     skills: list[Name] = Field(default_factory=lambda: ["sales", "support"])
     ami: AmiSettings = Field(default_factory=AmiSettings)
+    ami_servers: list[AmiSettings] = Field(default_factory=list)  # more Asterisk servers
     agi: AgiSettings = Field(default_factory=AgiSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
@@ -206,6 +213,12 @@ class Settings(_Model):
                         "<settings>", f"agents[{i}].skills.{s}",
                         f"unknown skill {s!r} (not in top-level skills {sorted(known)})",
                     )
+        names: dict[str, str] = {self.ami.name: "ami.name"}
+        for i, srv in enumerate(self.ami_servers):
+            if srv.name in names:
+                raise SettingsError("<settings>", f"ami_servers[{i}].name",
+                                    f"duplicate Asterisk server name {srv.name!r} (also {names[srv.name]})")
+            names[srv.name] = f"ami_servers[{i}].name"
         if self.queues and self.acd.default_queue not in self.queues:
             raise SettingsError(
                 "<settings>", "acd.default_queue",
@@ -216,11 +229,18 @@ class Settings(_Model):
     def queue(self, name: str) -> QueueSettings:
         return self.queues[name]
 
+    @property
+    def asterisks(self) -> list[AmiSettings]:
+        """Every Asterisk server: ``ami`` first, then ``ami_servers``."""
+        return [self.ami, *self.ami_servers]
+
     def redacted(self) -> dict[str, Any]:
         """Plain dict for logging: secrets become "***" (empty secrets stay "")."""
         data = self.model_dump(mode="python", by_alias=True)
         secret = self.ami.secret.get_secret_value()
         data["ami"]["secret"] = REDACTED if secret else ""
+        for srv, out in zip(self.ami_servers, data["ami_servers"]):
+            out["secret"] = REDACTED if srv.secret.get_secret_value() else ""
         for agent in data["agents"]:
             if agent["password"]:
                 agent["password"] = REDACTED
@@ -326,6 +346,14 @@ def load_settings(
                 ) from None
         _set(data, key, value)
         env_keys[".".join(key)] = var
+
+    servers = data.get("ami_servers")
+    for i, srv in enumerate(servers if isinstance(servers, list) else []):
+        name = srv.get("name") if isinstance(srv, dict) else None
+        var = f"CTI_AMI_SECRET_{re.sub(r'[^A-Z0-9]', '_', name.upper())}" if isinstance(name, str) else ""
+        if var and var in env:
+            srv["secret"] = env[var]
+            env_keys[f"ami_servers[{i}].secret"] = var
 
     try:
         return Settings.model_validate(data)

@@ -100,10 +100,11 @@ class IvrRunner:
         self._fallback = fallback
         self._new_id = new_cti_call_id
 
-    async def run(self, session: AgiSessionLike, flow_name: str) -> IvrState | None:
-        """Run ``flow_name`` on the session; returns the final state (None after a hangup/error)."""
+    async def run(self, session: AgiSessionLike, flow_name: str, call_id: str | None = None) -> IvrState | None:
+        """Run ``flow_name`` on the session; returns the final state (None after a hangup/error).
+        ``call_id``: the call's id when the caller knows it (else ``call_id_for(env)``)."""
         env = session.env
-        call_id = self._call_id_for(env)
+        call_id = call_id or self._call_id_for(env)
         lg = _Log(log, {"call_id": call_id})
         cti_call_id = self._new_id()
         state: IvrState | None = None

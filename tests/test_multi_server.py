@@ -1,0 +1,55 @@
+"""Several Asterisk servers: one AMI client and call tracker each, call ids namespaced by
+server, FastAGI sessions told apart by the address they come from, Redirects sent to the
+server that holds the channel. Two simulators on 127.0.0.1 and 127.0.0.2, real sockets."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from cti.cli import run_simulation
+from cti.settings import SettingsError, load_settings
+
+CONFIG = Path(__file__).resolve().parent.parent / "config" / "cti.toml"
+
+
+def test_server_names_must_be_unique_and_secrets_come_from_their_own_variable(tmp_path: Path) -> None:
+    base = CONFIG.read_text()
+    bad = tmp_path / "bad.toml"
+    bad.write_text(base + '\n[[ami_servers]]\nname = "default"\nhost = "10.0.0.2"\n')
+    with pytest.raises(SettingsError) as e:
+        load_settings(bad, env={})
+    assert e.value.key == "ami_servers[0].name" and "duplicate Asterisk server name 'default'" in str(e.value)
+    good = tmp_path / "good.toml"
+    good.write_text(base + '\n[[ami_servers]]\nname = "west-1"\nhost = "10.0.0.2"\n')
+    s = load_settings(good, env={"CTI_AMI_SECRET_WEST_1": "s3cret"})
+    assert [a.name for a in s.asterisks] == ["default", "west-1"]
+    assert s.ami_servers[0].secret.get_secret_value() == "s3cret"
+    assert s.ami_servers[0].agi_peer_hosts() == frozenset({"10.0.0.2"})
+    assert s.redacted()["ami_servers"][0]["secret"] == "***"
+    odd = tmp_path / "odd.toml"
+    odd.write_text(base + '\n[[ami_servers]]\nname = "a/b"\n')
+    with pytest.raises(SettingsError) as e:
+        load_settings(odd, env={})
+    assert e.value.key == "ami_servers[0].name"
+
+
+@pytest.mark.parametrize("drops", [0, 4])
+async def test_two_servers_end_to_end(tmp_path: Path, drops: int) -> None:
+    db = tmp_path / "two.db"
+    res = await run_simulation(load_settings(CONFIG), calls=40, rate=20, agents=6, db=str(db),
+                               servers=2, ami_drops=drops)
+    assert res["asterisk_servers"] == 2 and res["calls"] == 40
+    assert res["consistent"], res["problems"]
+    assert res["call_logs"] == 40
+    if drops:
+        assert res["ami_reconnects"] >= drops
+    con = sqlite3.connect(db)
+    rows = con.execute("select call_id, server, outcome, agent_id from calls").fetchall()
+    assert Counter(r[1] for r in rows) == {"default": 20, "sim2": 20}
+    assert all(r[0].startswith(r[1] + "/") for r in rows)  # namespaced ids
+    answered = Counter(r[1] for r in rows if r[2] == "answered")
+    assert answered["default"] > 0 and answered["sim2"] > 0, answered  # Redirects reached both servers
