@@ -73,6 +73,24 @@ def _sim_agents(settings: Settings, n: int) -> list[AgentSettings]:
 
 # -- simulate -------------------------------------------------------------------------------
 
+MANAGER_CONF = Path(__file__).resolve().parent.parent / "asterisk" / "manager.conf"
+
+
+def _sim_ami_users(settings: Settings) -> dict[str, Any]:
+    """The simulator's AMI user: the contract's ``asterisk/manager.conf`` section of our user
+    (read/write classes and eventfilters, so a filter that hid an event we need would show),
+    with the configured secret; the same classes without filters when the file is absent."""
+    import dataclasses
+
+    from cti.sim.manager_conf import AmiUser, load_manager_conf
+
+    name, secret = settings.ami.username, settings.ami.secret.get_secret_value()
+    users = load_manager_conf(MANAGER_CONF) if MANAGER_CONF.is_file() else {}
+    user = users.get(name) or AmiUser(secret, frozenset({"call", "dialplan", "user", "agent", "reporting"}),
+                                      frozenset({"call", "originate", "reporting"}))
+    return {name: dataclasses.replace(user, secret=secret)}
+
+
 
 async def run_simulation(settings: Settings, *, calls: int | None, rate: float, agents: int,
                          db: str | None, ami_drops: int = 0, progress: bool = False,
@@ -119,10 +137,7 @@ async def run_simulation(settings: Settings, *, calls: int | None, rate: float, 
     hosts = [lk.settings.host if servers > 1 else "127.0.0.1" for lk in links]
     sims = [AsteriskSim(SimConfig(
         ami_host=host, **({"agi_source": host} if servers > 1 else {}),
-        agi_port=app.agi.port, time_factor=tf, phones=phones,
-        users={settings.ami.username: (settings.ami.secret.get_secret_value(),
-                                       frozenset({"call", "dialplan", "user", "agent", "reporting"}),
-                                       frozenset({"call", "originate", "reporting"}))}))
+        agi_port=app.agi.port, time_factor=tf, phones=phones, users=_sim_ami_users(settings)))
         for host in hosts]
     bots: list[AgentBot] = []
     t_start = time.monotonic()
