@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="any of: " + ", ".join(SUITES) + " (default: all)")
     p.add_argument("--quick", action="store_true", help="a ~20 s smoke run with small counts")
     p.add_argument("--profile", action="store_true",
-                   help="also run our AMI client under cProfile and print where its time goes")
+                   help="also run our AMI client and FastAGI server under cProfile and print where their time goes")
     args = p.parse_args(argv)
     unknown = [s for s in args.suites if s not in SUITES]
     if unknown:

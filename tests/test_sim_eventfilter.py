@@ -13,7 +13,7 @@ import pytest
 from cti.ami.protocol import AmiParser, Message, format_message
 from cti.sim import AsteriskSim, Caller, SimConfig
 from cti.sim.manager_conf import EventFilter, FilterError, Filters, load_manager_conf, parse_manager_conf
-from cti.sim.record import AgiConn, ScriptedAgi, Transcript
+from cti.sim.record import ScriptedAgi, Transcript, contract_script
 
 MANAGER_CONF = Path(__file__).resolve().parent.parent / "asterisk" / "manager.conf"
 VARSET = ("VarSet", "Event: VarSet\r\nPrivilege: dialplan,all\r\nChannel: Local/a@b-00000001;1\r\n"
@@ -130,16 +130,7 @@ class Client:
 
 
 async def test_manager_conf_filters_drop_cel_and_friends() -> None:
-    async def script(c: AgiConn) -> None:
-        s = c.env["agi_network_script"]
-        if s == "ivr/main":
-            for line in ("ANSWER", "SET VARIABLE CTI_CALL_ID cid-1", "SET VARIABLE CTI_NEXT queue"):
-                await c.cmd(line)
-        elif s == "hold":
-            await c.cmd('STREAM FILE beep ""')
-        elif s.startswith("offer/"):
-            await c.cmd("SET VARIABLE CTI_AGENT_DEVICE Local/1004@agent-phones")
-            await c.cmd("SET VARIABLE CTI_RING_TIMEOUT 5")
+    script = contract_script("cid-1", "Local/1004@agent-phones", 5)
 
     agi = ScriptedAgi(Transcript(), script)
     port = await agi.start()

@@ -12,7 +12,7 @@ from pathlib import Path
 from cti.sim import AsteriskSim, Caller, SimConfig
 from cti.sim import scenarios
 from cti.sim.recording import Recording, wav_header
-from cti.sim.record import AgiConn, ScriptedAgi, Transcript
+from cti.sim.record import ScriptedAgi, Transcript, contract_script
 
 # the first 44 bytes of v3-01-answered-recorded.cti-<uuid>.wav, recorded by the real Asterisk 22
 REAL_HEADER = (Path(__file__).parent / "fixtures" / "traces" / "v3-01-answered-recorded.wav-header").read_bytes()
@@ -98,29 +98,13 @@ async def test_v3_02_second_offer_overwrites_and_v3_05_stays_empty(tmp_path: Pat
 
 
 async def test_unanswered_offer_leaves_a_44_byte_file(tmp_path: Path) -> None:
-    async def script(c: AgiConn) -> None:
-        s = c.env["agi_network_script"]
-        if s == "ivr/main":
-            for line in ("ANSWER", "SET VARIABLE CTI_CALL_ID cid-9", "SET VARIABLE CTI_NEXT queue"):
-                await c.cmd(line)
-        elif s == "hold":
-            await c.cmd('STREAM FILE beep ""')
-        elif s.startswith("offer/"):
-            await c.cmd("SET VARIABLE CTI_AGENT_DEVICE Local/1002@agent-phones")
-            await c.cmd("SET VARIABLE CTI_RING_TIMEOUT 2")
-            await c.cmd("SET VARIABLE CTI_RECORD_FILE cti-cid-9.wav")
+    script = contract_script("cid-9", "Local/1002@agent-phones", 2, "cti-cid-9.wav")
 
     agi = ScriptedAgi(Transcript(), script)
     port = await agi.start()
     async with AsteriskSim(SimConfig(agi_port=port, time_factor=0.05, record_dir=str(tmp_path))) as sim:
         lid = await sim.place_call(Caller("5552345", "Heidi", playback=True))  # speech during the ring
-        ch = None
-        for _ in range(300):
-            ch = sim.find(sim.record[lid].channel)
-            if ch is not None and ch.app == "MusicOnHold":
-                break
-            await asyncio.sleep(0.01)
-        assert ch is not None
+        ch = await sim.wait_in_app(lid)
         sim.redirect(ch, "cti-agent", "1002", 1)
         for _ in range(300):
             if sim.record[lid].offers:

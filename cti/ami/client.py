@@ -471,11 +471,14 @@ class AmiClient:
             except Exception:
                 self.listener_errors += 1
                 log.exception("AMI event listener failed", extra={"event": msg.name})
+        if not self._queues:
+            return
         ev: AmiEvent | None = None
+        name = msg.name
         for q in self._queues:
-            if q.wants(msg.name):
+            if q.names is None or name in q.names:
                 if ev is None:
-                    ev = typed(msg)  # once, shared by every queue that wants it
+                    ev = typed(msg, name)  # once, shared by every queue that wants it
                 q._put(ev)
 
     # -- convenience for call control -------------------------------------------------

@@ -223,6 +223,7 @@ EVENT_TYPES: dict[str, type[AmiEvent]] = {
 }
 
 
-def typed(msg: Message) -> AmiEvent:
-    """The typed event for ``msg`` (``RawEvent`` when we have no class for its name)."""
-    return EVENT_TYPES.get(msg.name, RawEvent)(msg)
+def typed(msg: Message, name: str | None = None) -> AmiEvent:
+    """The typed event for ``msg`` (``RawEvent`` when we have no class for its name);
+    ``name``: its event name when the caller has it already."""
+    return EVENT_TYPES.get(msg.name if name is None else name, RawEvent)(msg)

@@ -151,13 +151,17 @@ class Message:
             else:
                 t = self._text
                 nl = t.find("\n")
-                f = _header(t if nl < 0 else t[:nl].rstrip("\r"))
+                line = t if nl < 0 else t[:nl].rstrip("\r")
+                k, sep, v = line.partition(": ")
+                f = (k, v) if sep and k else _header(line)
             self._first = f
         return f
 
     @property
     def is_event(self) -> bool:
-        return self.first[0].lower() == "event"
+        f = self._first
+        k = (f if f is not None else self.first)[0]
+        return k == "Event" or k.lower() == "event"
 
     @property
     def is_response(self) -> bool:
@@ -170,7 +174,8 @@ class Message:
     @property
     def name(self) -> str:
         """The value of the first header: event name, response status or action name."""
-        return self.first[1]
+        f = self._first
+        return (f if f is not None else self.first)[1]
 
     @property
     def action_id(self) -> str | None:

@@ -483,6 +483,17 @@ class AsteriskSim:
                   caller=caller, on_created=lambda uid: done.done() or done.set_result(uid))
         return await done
 
+    async def wait_in_app(self, linkedid: str, app: str = "MusicOnHold", timeout: float = 3.0) -> Channel:
+        """The caller's channel of call ``linkedid`` once it runs ``app`` (on hold, by default)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            ch = self.find(self.record[linkedid].channel)
+            if ch is not None and ch.app == app:
+                return ch
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"call {linkedid} not in {app} after {timeout}s")
+            await asyncio.sleep(0.01)
+
     async def wait_ended(self, linkedid: str, timeout: float | None = None) -> CallRecord:
         rec = self.record[linkedid]
         if rec.ended is None:

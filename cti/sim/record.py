@@ -184,6 +184,30 @@ class AgiConn:
 AgiScript = Callable[[AgiConn], Awaitable[None]]
 
 
+def contract_script(call_id: str | None = None, device: str = "Local/1001@agent-phones", ring: int = 5,
+                    record_file: str | None = None, ivr: tuple[str, ...] = ("SET VARIABLE CTI_NEXT queue",)
+                    ) -> AgiScript:
+    """A FastAGI side that plays the v3 contract plainly: the IVR answers, sets ``CTI_CALL_ID``
+    (``call_id``, default ``cid-<uniqueid>``) and runs ``ivr``; hold beeps; every offer sets
+    ``device``, ``ring`` and, when given, ``record_file``."""
+
+    async def script(c: AgiConn) -> None:
+        s = c.env.get("agi_network_script", "")
+        if s == "ivr/main":
+            cid = call_id or "cid-" + c.env.get("agi_uniqueid", "")
+            for line in ("ANSWER", f"SET VARIABLE CTI_CALL_ID {cid}", *ivr):
+                await c.cmd(line)
+        elif s == "hold":
+            await c.cmd('STREAM FILE beep ""')
+        elif s.startswith("offer/"):
+            await c.cmd(f"SET VARIABLE CTI_AGENT_DEVICE {device}")
+            await c.cmd(f"SET VARIABLE CTI_RING_TIMEOUT {ring}")
+            if record_file:
+                await c.cmd(f"SET VARIABLE CTI_RECORD_FILE {record_file}")
+
+    return script
+
+
 class ScriptedAgi:
     """A tiny FastAGI server: ``scripts(conn)`` picks what to send by ``agi_network_script``."""
 
