@@ -78,3 +78,5 @@ async def test_originate_never_replayed_after_100_cuts() -> None:
         assert proxy.originates == ROUNDS
         assert c.reconnects >= ROUNDS
         assert worst < 2.0, worst
+        print(f"{ROUNDS} cuts after Originate: {proxy.originates} Originates reached Asterisk (none replayed), "
+              f"worst error latency {worst * 1000:.1f} ms, {c.reconnects} reconnects")
