@@ -64,8 +64,10 @@ class Distributor:
         queues: dict[str, QueueConfig],
         agents: list[Agent],
         clock: Callable[[], float] = time.time,
+        redirect_retry_s: float = 1.0,
     ) -> None:
         self._bus = bus
+        self._retry_s = redirect_retry_s
         self._cc = call_control
         self._queues = dict(queues)
         self._agents: dict[str, Agent] = {a.id: a for a in agents}
@@ -428,3 +430,10 @@ class Distributor:
             if a.state is AgentState.RESERVED and a.current_call == call.call_id:
                 self._apply(a, AgentEvent.RELEASE, "redirect-failed", call_id=None)
                 self._bus.publish(OfferCancelled(call.call_id, a.id, "redirect-failed", self._clock()))
+            if self._calls.get(call.call_id) is call and call.offer_agent is None:
+                # The caller is still in the hold loop (a Redirect that never left, or was
+                # refused), and the loop itself says nothing new: offer it again, not at once
+                # (a link that is down would fail every try) but after redirect_retry_s.
+                call.held = True
+                call.retry_at = self._clock() + self._retry_s
+                asyncio.get_running_loop().call_later(self._retry_s, self._kick)

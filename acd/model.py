@@ -42,7 +42,8 @@ class Agent:
 @dataclass(slots=True)
 class WaitingCall:
     """A call in a queue.  ``held``: the caller is in [cti-hold] now (may be redirected).
-    ``offer_agent``: the agent reserved for / ringing with this call, if any."""
+    ``offer_agent``: the agent reserved for / ringing with this call, if any.
+    ``retry_at``: not offered again before this time (after a failed Redirect)."""
 
     call_id: str
     cti_call_id: str
@@ -58,6 +59,7 @@ class WaitingCall:
     customer_id: int | None = None
     ivr_choice: str = ""
     offer_agent: str | None = None
+    retry_at: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ def call_order(call: WaitingCall) -> tuple[int, float, str]:
 def route(agents: Iterable[Agent], calls: Iterable[WaitingCall], now: float) -> list[Assignment]:
     free = [a for a in agents if a.state is AgentState.READY and a.current_call is None]
     waiting = sorted(
-        (c for c in calls if c.held and c.offer_agent is None and c.enqueued_at <= now),
+        (c for c in calls if c.held and c.offer_agent is None and c.enqueued_at <= now and c.retry_at <= now),
         key=call_order,
     )
     out: list[Assignment] = []

@@ -73,7 +73,7 @@ async def env() -> AsyncIterator[Env]:
     agents = [Agent("1001", "Ann", "1001", {"sales": 2}), Agent("1002", "Bob", "1002", {"sales": 1, "support": 1})]
     queues = {"sales": QueueConfig("sales", ("sales",), ring_timeout_s=12, wrap_up_s=0.05, record=True),
               "support": QueueConfig("support", ("support",), wrap_up_s=30)}
-    acd = Distributor(bus, cc, queues, agents, clock=clock)
+    acd = Distributor(bus, cc, queues, agents, clock=clock, redirect_retry_s=0.02)
     e = Env(bus, cc, clock, acd)
     for t in (AgentStateChanged, CallOffered, OfferCancelled, CallAnswered, CallAbandoned):
         bus.on(t, e.events.append)
@@ -210,8 +210,14 @@ async def test_redirect_failure_releases_agent(env: Env) -> None:
     await e.queue_call("c1")
     assert state(e, "1001") is AgentState.READY
     assert e.of(OfferCancelled)[0].reason == "redirect-failed"
-    await e.publish(CallHeld("c1", "ch-c1", e.clock.t))  # next pass of the hold loop: retried
+    # the hold loop brings no new event: the call is offered again after the retry delay,
+    # not at once (a link that is down would fail every try)
+    assert e.cc.redirects == [] and e.acd.snapshot()["calls"][0]["held"]
+    e.clock.t += 1.0
+    await asyncio.sleep(0.06)  # the retry timer (redirect_retry_s=0.02 here) kicks the router
+    await e.acd.settle()
     assert e.cc.redirects == [("ch-c1", "cti-agent", "1001", 1)]
+    assert state(e, "1001") is AgentState.RESERVED
 
 
 async def test_snapshot_and_errors(env: Env) -> None:
