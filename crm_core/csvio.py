@@ -523,6 +523,20 @@ def _take(validator: RowValidator, rows: Iterator[tuple[int, Sequence[str]]],
     return records, rejects
 
 
+ANALYZE_AFTER = 50_000
+
+
+async def _analyze(store: StoreBase) -> None:
+    """Refresh PostgreSQL's planner statistics of the customer tables after a large import: with
+    the statistics of a near-empty table, the planner scans instead of using the indexes (a
+    re-import into a freshly loaded 300k base ran at 6.5k rows/s, 15.3k after ``ANALYZE``).
+    SQLite's planner does not need it."""
+    if store.dialect != "postgresql":
+        return
+    async with store.engine.begin() as conn:
+        await conn.exec_driver_sql(f"ANALYZE {_CUSTOMERS}, {_PHONES}")
+
+
 async def import_records(
     store: StoreBase,
     header: Header,
@@ -544,15 +558,22 @@ async def import_records(
     validator = RowValidator(header)
     source = iter(rows)
     stats = ImportStats()
+    unanalysed = 0  # rows written since the planner statistics were last refreshed
     upcoming = asyncio.ensure_future(asyncio.to_thread(_take, validator, source, batch_size))
     try:
         while True:
             records, rejects = await upcoming
             if not records and not rejects:
+                if unanalysed >= ANALYZE_AFTER // 5:
+                    await _analyze(store)
                 return stats
             upcoming = asyncio.ensure_future(
                 asyncio.to_thread(_take, validator, source, batch_size))
             imported, updated, late = await write_batch(store, header, records)
+            unanalysed += imported + updated
+            if unanalysed >= ANALYZE_AFTER:
+                await _analyze(store)
+                unanalysed = 0
             stats.imported += imported
             stats.updated += updated
             stats.rejected += len(rejects) + len(late)

@@ -252,3 +252,21 @@ def test_cli_erase_asks_then_erases_and_export_leaves_the_person_out(tmp_path: P
     out = _cti("customers", "export", "--db", db, cwd=tmp_path).stdout
     assert "G1" not in out and "erased" not in out and "G2" in out
     assert _cti("customers", "erase", "G1", "--yes", "--db", db, cwd=tmp_path).returncode == 1
+
+
+async def test_a_large_import_refreshes_the_planner_statistics(store: Store) -> None:  # noqa: F811
+    """PostgreSQL: after 10,000+ rows the customer tables are ANALYZEd (the indexes stay in use)."""
+    lines = [HEADER] + [f"L{i:05d},Customer {i},+1 555 3{i:06d},,,,1,1," for i in range(10_000)]
+    rows = CsvRows(io.StringIO("\n".join(lines) + "\n"))
+    header = parse_header(next(rows)[1])
+    stats = await import_records(store, header, rows)
+    assert (stats.imported, stats.rejected) == (10_000, 0)
+    if store.dialect != "postgresql":
+        return
+    from sqlalchemy import text
+
+    async with store.engine.connect() as conn:
+        got = (await conn.execute(text(
+            "SELECT relname, last_analyze IS NOT NULL FROM pg_stat_user_tables "
+            "WHERE schemaname = current_schema() AND relname IN ('customers', 'customer_phones')"))).all()
+    assert sorted(got) == [("customer_phones", True), ("customers", True)]
