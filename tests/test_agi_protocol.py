@@ -180,3 +180,13 @@ def test_format_command_args_of_every_kind() -> None:
         format_command("X", Name("a\nb"))
     with pytest.raises(AgiInjectionError):
         format_command("BAD\nVERB")
+
+
+def test_command_lines_asterisk_would_split_are_refused() -> None:
+    from cti.agi.errors import AgiInjectionError
+    from cti.agi.protocol import MAX_COMMAND_LINE, format_command
+
+    ok = format_command("SET VARIABLE", "X", "a" * (MAX_COMMAND_LINE - 20))
+    assert len(ok) < MAX_COMMAND_LINE
+    with pytest.raises(AgiInjectionError):
+        format_command("SET VARIABLE", "X", "a" * MAX_COMMAND_LINE)

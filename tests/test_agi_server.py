@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from cti.agi.errors import AgiCommandError, AgiDeadChannel, AgiHangup, AgiTimeout
+from cti.agi.errors import AgiCommandError, AgiDeadChannel, AgiHangup, AgiProtocolError, AgiTimeout
 from cti.agi.protocol import format_env
 from cti.agi.server import FastAgiServer
 from cti.agi.session import AgiSession
@@ -365,3 +365,113 @@ async def test_stop_closes_waiting_and_running_connections() -> None:
     for w in (w1, w2):
         w.close()
     assert not srv._conns or all(c.transport.is_closing() for c in srv._conns)
+
+
+async def test_a_hangup_notice_counts_at_once_even_between_commands() -> None:
+    """``HANGUP`` in the same segment as a reply, or while the handler is busy elsewhere, is
+    noted on arrival: one command may follow it, not two (review finding)."""
+    sent: list[bytes] = []
+    got: list[object] = []
+
+    async def handler(s: AgiSession) -> None:
+        got.append(await s.get_variable("X"))
+        await asyncio.sleep(0.1)  # busy between commands (a CRM lookup) while HANGUP arrives
+        assert s.hung_up
+        got.append(await s.get_variable("Y"))  # the one command after the hangup
+        with pytest.raises(AgiHangup):
+            await s.get_variable("Z")
+        got.append("refused")
+
+    async with FastAgiServer(port=0, close_wait=0.2) as srv:
+        srv.route("ivr/", handler)
+        r, w = await connect(srv.port)
+        sent.append(await r.readline())
+        w.write(b"200 result=1 (x)\nHANGUP\n")  # one segment
+        sent.append(await asyncio.wait_for(r.readline(), 2))
+        w.write(b"200 result=1 (y)\n")
+        assert await asyncio.wait_for(r.read(), 2) == b""
+        w.close()
+    assert sent == [b"GET VARIABLE X\n", b"GET VARIABLE Y\n"]
+    assert got == ["x", "y", "refused"]
+
+
+async def test_a_command_the_handler_cancels_does_not_shift_later_replies() -> None:
+    got: list[object] = []
+
+    async def handler(s: AgiSession) -> None:
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.1):
+                await s.get_variable("SLOW")
+        got.append(await s.get_variable("FAST"))
+
+    async with FastAgiServer(port=0, close_wait=0.2) as srv:
+        srv.route("ivr/", handler)
+        r, w = await connect(srv.port)
+        assert await r.readline() == b"GET VARIABLE SLOW\n"
+        assert await asyncio.wait_for(r.readline(), 2) == b"GET VARIABLE FAST\n"
+        w.write(b"200 result=1 (slow-value)\n200 result=1 (fast-value)\n")
+        assert await asyncio.wait_for(r.read(), 2) == b""
+        w.close()
+    assert got == ["fast-value"]
+
+
+async def test_odd_digits_in_a_reply_code_are_a_protocol_error_not_a_crash() -> None:
+    seen: list[str] = []
+
+    async def handler(s: AgiSession) -> None:
+        try:
+            await s.get_variable("X")
+        except AgiProtocolError:
+            seen.append("protocol error")
+
+    async with FastAgiServer(port=0, close_wait=0.2) as srv:
+        srv.route("ivr/", handler)
+        r, w = await connect(srv.port)
+        assert await r.readline() == b"GET VARIABLE X\n"
+        w.write("²²² result=1\n".encode())
+        await asyncio.wait_for(r.read(), 2)
+        w.close()
+        await asyncio.sleep(0.05)
+    assert seen == ["protocol error"]
+
+
+async def test_stop_waits_for_handlers_whose_connection_is_gone() -> None:
+    finished: list[str] = []
+
+    async def handler(s: AgiSession) -> None:
+        try:
+            await asyncio.sleep(30)  # a slow CRM call; Asterisk hangs up meanwhile
+        finally:
+            finished.append("handler cleaned up")
+
+    srv = FastAgiServer(port=0, close_wait=0.2)
+    await srv.start()
+    srv.route("ivr/", handler)
+    r, w = await connect(srv.port)
+    await asyncio.sleep(0.05)
+    w.close()  # the connection goes; the handler still runs
+    await asyncio.sleep(0.05)
+    await asyncio.wait_for(srv.stop(), 2)
+    assert finished == ["handler cleaned up"]
+
+
+async def test_the_fallback_runs_though_its_note_fails() -> None:
+    ran: list[object] = []
+
+    async def boom(s: AgiSession) -> None:
+        raise RuntimeError("bug")
+
+    async def fallback(s: AgiSession, err: BaseException | None) -> None:
+        ran.append(type(err).__name__)
+        await s.set_variable("CTI_NEXT", "queue")
+
+    async with FastAgiServer(port=0, close_wait=0.2, fallback=fallback) as srv:
+        srv.route("ivr/", boom)
+        r, w = await connect(srv.port)
+        assert (await r.readline()).startswith(b"VERBOSE")
+        w.write(b"510 Invalid or unknown command\n")  # the note is refused
+        assert await asyncio.wait_for(r.readline(), 2) == b"SET VARIABLE CTI_NEXT queue\n"
+        w.write(b"200 result=1\n")
+        assert await asyncio.wait_for(r.read(), 2) == b""
+        w.close()
+    assert ran == ["RuntimeError"]

@@ -88,7 +88,8 @@ class Reply:
     @property
     def endpos(self) -> int | None:
         v = self.extra.get("endpos")
-        return int(v) if v is not None and v.lstrip("-").isdigit() else None
+        d = v.lstrip("-") if v is not None else ""
+        return int(v) if v is not None and d.isascii() and d.isdigit() else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +108,7 @@ _ENV_LINE_RE = re.compile(r"^(agi_[A-Za-z0-9_]*):(?: ([^\n]*))?$", re.M)
 def parse_reply_line(line: str) -> Reply:
     """Parse a single-line reply such as ``200 result=1 (value) endpos=123``."""
     code_s, _, rest = line.partition(" ")
-    if len(code_s) != 3 or not code_s.isdigit():
+    if len(code_s) != 3 or not (code_s.isascii() and code_s.isdigit()):
         raise AgiProtocolError(f"malformed AGI reply {line[:80]!r}")
     code = int(code_s)
     if code != 200:
@@ -280,13 +281,22 @@ def quote_arg(arg: object) -> str:
     return s  # type: ignore[return-value]
 
 
+MAX_COMMAND_LINE = 2048  # res_agi.c AGI_BUF_LEN, terminator included
+
+
 def format_command(verb: str, *args: object) -> bytes:
     """``VERB arg1 arg2\\n`` with each argument quoted as needed."""
     if "\n" in verb or "\r" in verb or "\0" in verb:
         raise AgiInjectionError("AGI verb contains a line break")
     if not args:
-        return (verb + "\n").encode("utf-8")
-    return (verb + " " + " ".join([quote_arg(a) for a in args]) + "\n").encode("utf-8")
+        line = (verb + "\n").encode("utf-8")
+    else:
+        line = (verb + " " + " ".join([quote_arg(a) for a in args]) + "\n").encode("utf-8")
+    if len(line) >= MAX_COMMAND_LINE:
+        # Asterisk reads commands into a 2048-byte buffer: the rest of a longer line would
+        # run as a command of its own (and its reply answer the next one)
+        raise AgiInjectionError(f"AGI command line of {len(line)} bytes (Asterisk takes at most {MAX_COMMAND_LINE - 1})")
+    return line
 
 
 def split_command(line: str) -> list[str]:

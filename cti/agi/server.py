@@ -54,7 +54,7 @@ class AgiConnection(asyncio.Protocol):
         self.task: asyncio.Task[None] | None = None
         self.state = _ENV
         self.eof = False
-        self.queue: deque[Reply | HangupNotice] = deque()
+        self.queue: deque[Reply] = deque()
         self.waiter: asyncio.Future[object] | None = None
         self.deadline = 0.0
         self.timer: asyncio.TimerHandle | None = None
@@ -80,17 +80,16 @@ class AgiConnection(asyncio.Protocol):
             return
         waiter = self.waiter
         for ev in events:
+            if ev.__class__ is not Reply:  # a HANGUP notice: noted at once, whenever it comes
+                self.session.hung_up = True  # type: ignore[union-attr]
+                continue
             if waiter is not None:
-                if ev.__class__ is Reply:
-                    self.waiter = None
-                    if not waiter.done():
-                        waiter.set_result(ev)
-                        waiter = None
-                        continue
-                    waiter = None  # its command was cancelled: keep the reply in order
-                else:  # a HANGUP notice while a command waits: noted at once
-                    self.session.hung_up = True  # type: ignore[union-attr]
+                self.waiter = None
+                if not waiter.done():
+                    waiter.set_result(ev)
+                    waiter = None
                     continue
+                waiter = None  # its command was cancelled: keep the reply in order (owed)
             self.queue.append(ev)
         if len(self.queue) > MAX_QUEUED and not self.paused:
             self.paused = True
@@ -134,11 +133,20 @@ class AgiConnection(asyncio.Protocol):
         server = self.server
         self.state = _RUNNING
         session = self.session = AgiSession(self, env, command_timeout=server.command_timeout)
-        if rest:
-            self.queue.extend(rest)
+        for ev in rest:
+            if ev.__class__ is Reply:
+                self.queue.append(ev)
+            else:
+                session.hung_up = True
+        if server._stopping:
+            self.state = _DONE
+            self.transport.close()
+            return
         # the environment timer stays armed: when it fires, it moves itself to the
         # deadline of the command then waiting (usually there is none: a cheap no-op)
-        self.task = self.loop.create_task(server._run(self, session))
+        task = self.task = self.loop.create_task(server._run(self, session))
+        server._tasks.add(task)
+        task.add_done_callback(server._tasks.discard)
 
     def _refuse(self, why: str) -> None:
         self.state = _DONE
@@ -149,17 +157,15 @@ class AgiConnection(asyncio.Protocol):
     # -- replies for the session ---------------------------------------------------------
 
     def take(self) -> Reply | None:
-        """The next reply already received (``HANGUP`` notices before it are noted)."""
+        """The next reply already received (``HANGUP`` notices never queue: see data_received)."""
         queue = self.queue
-        while queue:
-            ev = queue.popleft()
-            if ev.__class__ is Reply:
-                if self.paused and len(queue) <= MAX_QUEUED // 2:
-                    self.paused = False
-                    self.transport.resume_reading()
-                return ev  # type: ignore[return-value]
-            self.session.hung_up = True  # type: ignore[union-attr]
-        return None
+        if not queue:
+            return None
+        ev = queue.popleft()
+        if self.paused and len(queue) <= MAX_QUEUED // 2:
+            self.paused = False
+            self.transport.resume_reading()
+        return ev
 
     def wait(self, timeout: float) -> asyncio.Future[object]:
         """A future for the next reply: a :class:`Reply`, ``None`` (EOF) or ``TIMEOUT``."""
@@ -167,6 +173,10 @@ class AgiConnection(asyncio.Protocol):
             self.paused = False
             self.transport.resume_reading()
         waiter = self.waiter = self.loop.create_future()
+        if self.eof:  # Asterisk is gone: nothing more will come
+            self.waiter = None
+            waiter.set_result(None)
+            return waiter
         deadline = self.deadline = self.loop.time() + timeout
         timer = self.timer
         if timer is None or timer.when() > deadline:  # else the armed timer moves itself on
@@ -248,6 +258,11 @@ class AgiConnection(asyncio.Protocol):
         self.timer = self.loop.call_later(self.server.close_wait, self._on_timer)
 
 
+def _printable(text: str) -> str:
+    """``text`` for a VERBOSE line: caller-controlled parts (a script name) cannot break it."""
+    return repr(text)[1:-1]
+
+
 TIMEOUT = object()
 """What :meth:`AgiConnection.wait` resolves to when the deadline passed."""
 
@@ -276,6 +291,7 @@ class FastAgiServer:
         self._routes: list[tuple[str, Handler]] = []
         self._server: asyncio.base_events.Server | None = None
         self._conns: set[AgiConnection] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
         self.active = 0
         self.sessions_total = 0
@@ -305,7 +321,7 @@ class FastAgiServer:
         self._stopping = True
         if self._server:
             self._server.close()
-        tasks = [c.task for c in self._conns if c.task is not None and not c.task.done()]
+        tasks = [t for t in self._tasks if not t.done()]  # also those whose connection is gone
         for task in tasks:
             task.cancel()
         if tasks:
@@ -355,13 +371,21 @@ class FastAgiServer:
             conn.finish()
 
     async def _fallback(self, session: AgiSession, error: BaseException | None, note: str) -> None:
-        if session.hung_up:
+        if session.hung_up or session.eof:
             return
         try:
-            await session.verbose(note, 1)
-            if self.fallback is not None:
-                await self.fallback(session, error)
-        except AgiError:
+            await session.verbose(_printable(note), 1)
+        except AgiHangup:
+            return
+        except AgiError as e:  # the note is only a note: the fallback still runs
+            log.warning("FastAGI fallback note failed: %s", e, extra={"uniqueid": session.uniqueid})
+        if self.fallback is None or session.hung_up or session.eof:
+            return
+        try:
+            await self.fallback(session, error)
+        except AgiHangup:
             pass
+        except AgiError as e:
+            log.warning("FastAGI fallback failed: %s", e, extra={"uniqueid": session.uniqueid})
         except Exception:
             log.exception("FastAGI fallback failed", extra={"uniqueid": session.uniqueid})

@@ -9,6 +9,7 @@ raises at once without touching the wire.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING
 
@@ -69,7 +70,11 @@ class AgiSession:
         while True:
             reply = conn.take()
             if reply is None:
-                reply = await conn.wait(timeout or self.command_timeout)  # type: ignore[assignment]
+                try:
+                    reply = await conn.wait(timeout or self.command_timeout)  # type: ignore[assignment]
+                except asyncio.CancelledError:
+                    self._stale += 1  # the handler gave up on it; its reply is still owed
+                    raise
                 if reply.__class__ is not Reply:
                     self._no_reply(verb, reply, timeout)
             if not self._stale:
@@ -154,9 +159,11 @@ class AgiSession:
         r = await self.command("GET FULL VARIABLE", *args)
         return r.data if r.result == "1" else None
 
-    async def exec(self, application: str, *options: str) -> str:
-        """``EXEC app "opt1,opt2"``; returns the application's result."""
-        r = await self.command("EXEC", application, ",".join(options))
+    async def exec(self, application: str, *options: str, timeout: float | None = None) -> str:
+        """``EXEC app "opt1,opt2"``; returns the application's result.  ``timeout``: how long the
+        application may run (a Dial or a Queue runs for as long as the call), default
+        ``command_timeout``."""
+        r = await self.command("EXEC", application, ",".join(options), timeout=timeout)
         if r.result == "-2":
             raise AgiCommandError(200, f"application {application} not found")
         return r.result
@@ -171,7 +178,9 @@ class AgiSession:
             args.append("beep")
         if silence_s is not None:
             args.append(f"s={silence_s}")
-        return await self._media("RECORD FILE", *args)
+        # the recording may last timeout_ms (-1: until the escape digit or hangup)
+        limit = None if timeout_ms < 0 else timeout_ms / 1000 + self.command_timeout
+        return await self._media("RECORD FILE", *args, timeout=limit)
 
     async def verbose(self, message: str, level: int = 1) -> None:
         await self.command("VERBOSE", message, level)
