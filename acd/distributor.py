@@ -43,8 +43,10 @@ _NO_ANSWER_REASON = {"NOANSWER": "rona"}
 
 
 class CallControl(Protocol):
-    async def redirect(self, channel: str, context: str, exten: str, priority: int = 1) -> None:
-        """Redirect the channel; raises when it fails (e.g. the channel is gone)."""
+    async def redirect(self, channel: str, context: str, exten: str, priority: int = 1, *,
+                       call_id: str = "") -> None:
+        """Redirect the channel of call ``call_id`` (which names its Asterisk server when there
+        are several); raises when it fails (e.g. the channel is gone)."""
 
 
 class _ActiveCall:
@@ -420,7 +422,7 @@ class Distributor:
 
     async def _redirect(self, a: Agent, call: WaitingCall) -> None:
         try:
-            await self._cc.redirect(call.channel, dialplan.CTX_AGENT, a.id, 1)
+            await self._cc.redirect(call.channel, dialplan.CTX_AGENT, a.id, 1, call_id=call.call_id)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

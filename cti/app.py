@@ -249,13 +249,20 @@ class CtiApp:
         env = session.env
         return self.link_of_session(env, _peer_host(session)).tracker.call_id(env.get("agi_uniqueid", ""))
 
-    def link_of_channel(self, channel: str) -> AsteriskLink:
+    def link_of_call(self, call_id: str, channel: str = "") -> AsteriskLink:
+        """The server of a call: named by its id (``<server>/<linkedid>``) when there are
+        several; channel names repeat across servers, so they only break a tie for an id
+        without a server (a call adopted before namespacing)."""
         links = list(self.links.values())
-        if len(links) > 1:
-            for lk in links:
-                if lk.tracker.has_channel(channel):
-                    return lk
-        return links[0]
+        if len(links) == 1:
+            return links[0]
+        server, sep, _lid = call_id.rpartition("/")
+        if sep and server in self.links:
+            return self.links[server]
+        knows = [lk for lk in links if channel and lk.tracker.has_channel(channel)]
+        if len(knows) == 1:
+            return knows[0]
+        raise LookupError(f"no single Asterisk server holds call {call_id!r} (channel {channel!r})")
 
     async def _run_ivr(self, session: AgiSession) -> None:
         flow = session.environment.script[len(dp.SCRIPT_IVR_PREFIX):] or self.settings.ivr.default_flow
@@ -276,8 +283,9 @@ class CtiApp:
             time.time()))
         await session.set_variable(dp.VAR_NEXT, dp.NEXT_QUEUE)
 
-    async def call_control_redirect(self, channel: str, context: str, exten: str, priority: int) -> None:
-        client = self.link_of_channel(channel).client
+    async def call_control_redirect(self, channel: str, context: str, exten: str, priority: int,
+                                    call_id: str = "") -> None:
+        client = self.link_of_call(call_id, channel).client
         if client is None:
             raise RuntimeError("AMI not connected")
         await client.redirect(channel, context, exten, priority)
@@ -301,8 +309,9 @@ class _LateCallControl:
     def __init__(self, app: CtiApp) -> None:
         self.app = app
 
-    async def redirect(self, channel: str, context: str, exten: str, priority: int = 1) -> None:
-        await self.app.call_control_redirect(channel, context, exten, priority)
+    async def redirect(self, channel: str, context: str, exten: str, priority: int = 1, *,
+                       call_id: str = "") -> None:
+        await self.app.call_control_redirect(channel, context, exten, priority, call_id)
 
 
 def _stats_types() -> Iterable[type[DomainEvent]]:

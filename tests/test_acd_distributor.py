@@ -32,7 +32,8 @@ class FakeCallControl:
         self.redirects: list[tuple[str, str, str, int]] = []
         self.fail_next = False
 
-    async def redirect(self, channel: str, context: str, exten: str, priority: int = 1) -> None:
+    async def redirect(self, channel: str, context: str, exten: str, priority: int = 1, *,
+                       call_id: str = "") -> None:
         if self.fail_next:
             self.fail_next = False
             raise RuntimeError("No such channel")
