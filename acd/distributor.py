@@ -42,6 +42,9 @@ log = logging.getLogger(__name__)
 _NO_ANSWER_REASON = {"NOANSWER": "rona"}
 
 
+MAX_RETRY_S = 30.0  # the longest wait before a failed Redirect is tried again
+
+
 class CallControl(Protocol):
     async def redirect(self, channel: str, context: str, exten: str, priority: int = 1, *,
                        call_id: str = "") -> None:
@@ -404,6 +407,13 @@ class Distributor:
         self._tasks.add(t)
         t.add_done_callback(self._tasks.discard)
 
+    def retry_waiting(self) -> None:
+        """Offer the calls whose Redirect failed again now (the AMI link is back)."""
+        for call in self._calls.values():
+            if call.retry_at:
+                call.retry_at = 0.0
+        self._kick()
+
     def _kick(self) -> None:
         if not self._running or self._route_pending:
             return
@@ -435,7 +445,13 @@ class Distributor:
             if self._calls.get(call.call_id) is call and call.offer_agent is None:
                 # The caller is still in the hold loop (a Redirect that never left, or was
                 # refused), and the loop itself says nothing new: offer it again, not at once
-                # (a link that is down would fail every try) but after redirect_retry_s.
+                # (a link that is down would fail every try) but after redirect_retry_s,
+                # doubling with each failure in a row up to 30 s; a reconnect retries at once
+                # (retry_waiting).
+                call.redirect_failures += 1
+                delay = min(self._retry_s * 2 ** (call.redirect_failures - 1), MAX_RETRY_S)
                 call.held = True
-                call.retry_at = self._clock() + self._retry_s
-                asyncio.get_running_loop().call_later(self._retry_s, self._kick)
+                call.retry_at = self._clock() + delay
+                asyncio.get_running_loop().call_later(delay, self._kick)
+        else:
+            call.redirect_failures = 0

@@ -60,6 +60,7 @@ class WaitingCall:
     ivr_choice: str = ""
     offer_agent: str | None = None
     retry_at: float = 0.0
+    redirect_failures: int = 0  # in a row: the retry delay doubles with each
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ import contextlib
 import csv
 import functools
 import itertools
+import logging
 import math
 import re
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
@@ -32,6 +33,7 @@ from typing import Any
 from sqlalchemy import String, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from crm_core._base import StoreBase
@@ -44,6 +46,8 @@ __all__ = [
     "CustomerRecord", "Problem", "Reject", "RowValidator", "ImportStats", "parse_header",
     "validate_rows", "CsvRows", "import_records", "export_rows", "export_fields",
 ]
+
+log = logging.getLogger(__name__)
 
 COLUMNS = ("account_no", "name", "phones", "email", "segment", "value_tier",
            "monthly_revenue", "tenure_months", "account_manager")
@@ -533,8 +537,11 @@ async def _analyze(store: StoreBase) -> None:
     SQLite's planner does not need it."""
     if store.dialect != "postgresql":
         return
-    async with store.engine.begin() as conn:
-        await conn.exec_driver_sql(f"ANALYZE {_CUSTOMERS}, {_PHONES}")
+    try:
+        async with store.engine.begin() as conn:
+            await conn.exec_driver_sql(f"ANALYZE {_CUSTOMERS}, {_PHONES}")
+    except SQLAlchemyError as e:  # only an optimisation: the import goes on
+        log.warning("ANALYZE after CSV import batches failed: %s", e.__class__.__name__)
 
 
 async def import_records(
@@ -570,10 +577,6 @@ async def import_records(
             upcoming = asyncio.ensure_future(
                 asyncio.to_thread(_take, validator, source, batch_size))
             imported, updated, late = await write_batch(store, header, records)
-            unanalysed += imported + updated
-            if unanalysed >= ANALYZE_AFTER:
-                await _analyze(store)
-                unanalysed = 0
             stats.imported += imported
             stats.updated += updated
             stats.rejected += len(rejects) + len(late)
@@ -582,6 +585,10 @@ async def import_records(
                     on_reject(r)
             if on_progress is not None:
                 on_progress(stats)
+            unanalysed += imported + updated
+            if unanalysed >= ANALYZE_AFTER:
+                await _analyze(store)
+                unanalysed = 0
     finally:
         if not upcoming.done():
             # let the worker finish its batch: nothing else may read ``rows`` meanwhile

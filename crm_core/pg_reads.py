@@ -17,8 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import asyncpg
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql import Executable
 
@@ -35,6 +34,10 @@ class Row(asyncpg.Record):
             return self[name]
         except KeyError:
             raise AttributeError(name) from None
+
+
+_ADAPTER_ONLY = ("prepared_statement_cache_size", "prepared_statement_name_func", "async_fallback",
+                 "async_creator_fn")
 
 
 async def _no_reset(_con: asyncpg.Connection) -> None:
@@ -67,8 +70,14 @@ class PgReads:
     def __init__(self, engine: AsyncEngine, server_settings: Mapping[str, str] | None,
                  size: int = 10) -> None:
         self._engine = engine
-        self._dsn = make_url(engine.url).set(drivername="postgresql").render_as_string(hide_password=False)
+        # the engine's own connect arguments (host, user, ssl, ...), minus those only
+        # SQLAlchemy's adapter reads; asyncpg would send unknown ones to the server as settings
+        _args, kwargs = engine.dialect.create_connect_args(engine.url)
+        for key in _ADAPTER_ONLY:
+            kwargs.pop(key, None)
+        self._connect = kwargs
         self._settings = dict(server_settings or {})
+        self._closed = False
         self._size = size
         self._pool: asyncpg.Pool | None = None
         self._opening = asyncio.Lock()
@@ -77,10 +86,13 @@ class PgReads:
     async def _get_pool(self) -> asyncpg.Pool:
         if self._pool is None:
             async with self._opening:
+                if self._closed:
+                    raise asyncpg.InterfaceError("the store is closed")
                 if self._pool is None:
                     self._pool = await asyncpg.create_pool(
-                        self._dsn, min_size=1, max_size=self._size, server_settings=self._settings,
-                        record_class=Row, reset=_no_reset, timeout=30,
+                        min_size=1, max_size=self._size, record_class=Row, reset=_no_reset,
+                        **{"timeout": 30, **self._connect,
+                           "server_settings": {**self._connect.get("server_settings", {}), **self._settings}},
                     )
         return self._pool
 
@@ -99,10 +111,13 @@ class PgReads:
             pool = await self._get_pool()
             async with pool.acquire() as con:
                 return [await con.fetch(c.sql, *c.args(p)) for c, p in plans]
+        except asyncpg.DataError as e:  # e.g. an id out of the column's range: the caller's input
+            raise DataError(plans[0][0].sql if plans else "", None, e) from e
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError) as e:
             raise OperationalError(plans[0][0].sql if plans else "", None, e) from e
 
     async def close(self) -> None:
+        self._closed = True
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await pool.close()

@@ -44,6 +44,7 @@ from crm_core.store_staff import StaffMixin
 __all__ = ["Store"]
 
 log = logging.getLogger(__name__)
+_ID_MIN, _ID_MAX = -(2**31), 2**31 - 1  # INTEGER primary keys
 _MONTH = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
 
 
@@ -117,6 +118,8 @@ class Store(CallLogMixin, StaffMixin, SeedMixin, ErasureMixin, StoreBase):
         return await self._customer_by("account", account_no.strip())
 
     async def get_customer(self, customer_id: int) -> CustomerDTO | None:
+        if not _ID_MIN <= customer_id <= _ID_MAX:  # no such row; PostgreSQL would refuse the value
+            return None
         return await self._customer_by("id", customer_id)
 
     async def _customer_by(self, key: str, value: object) -> CustomerDTO | None:
@@ -290,6 +293,8 @@ class Store(CallLogMixin, StaffMixin, SeedMixin, ErasureMixin, StoreBase):
         now: TimeLike | None = None,
     ) -> Customer360:
         """The customer, the latest contacts and calls (newest first) and a churn score."""
+        if not _ID_MIN <= customer_id <= _ID_MAX:
+            raise NotFound(f"customer {customer_id} not found")
         now_dt = to_dt(now if now is not None else time.time())
         assert now_dt is not None
         st = self._stmt_cache.get("360")

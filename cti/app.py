@@ -209,6 +209,8 @@ class CtiApp:
         for call_id in sorted(open_logs - live - tracked - closed):
             self.bus.publish(CallEnded(call_id, 0, "", "unknown", RESYNC_GONE, time.time()))
         link.resyncs.append((time.perf_counter() - t0) * 1000)
+        if self.distributor is not None:
+            self.distributor.retry_waiting()  # offers that failed while the link was down
 
     async def _open_call_logs(self, link: AsteriskLink) -> set[str]:
         """The open call logs of ``link``'s server (each server resyncs only its own)."""

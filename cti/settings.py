@@ -12,6 +12,7 @@ The only I/O is reading the TOML file.  A relative sqlite path in
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -214,17 +215,49 @@ class Settings(_Model):
                         f"unknown skill {s!r} (not in top-level skills {sorted(known)})",
                     )
         names: dict[str, str] = {self.ami.name: "ami.name"}
+        secrets: dict[str, str] = {}
         for i, srv in enumerate(self.ami_servers):
+            key = f"ami_servers[{i}]"
             if srv.name in names:
-                raise SettingsError("<settings>", f"ami_servers[{i}].name",
+                raise SettingsError("<settings>", f"{key}.name",
                                     f"duplicate Asterisk server name {srv.name!r} (also {names[srv.name]})")
-            names[srv.name] = f"ami_servers[{i}].name"
+            var = secret_env_var(srv.name)
+            if var in secrets:
+                raise SettingsError("<settings>", f"{key}.name", f"server name {srv.name!r} takes the same "
+                                    f"secret variable {var} as {secrets[var]}")
+            names[srv.name], secrets[var] = f"{key}.name", f"{key}.name"
+        if self.ami_servers:
+            self._check_servers_apart()
         if self.queues and self.acd.default_queue not in self.queues:
             raise SettingsError(
                 "<settings>", "acd.default_queue",
                 f"unknown queue {self.acd.default_queue!r} (queues: {sorted(self.queues)})",
             )
         return self
+
+    def _check_servers_apart(self) -> None:
+        """Several servers must be told apart: own address, own FastAGI peers (IP addresses,
+        since a FastAGI connection is matched by the address it comes from)."""
+        seen_at: dict[tuple[str, int], str] = {}
+        peers: dict[str, str] = {}
+        for key, srv in [("ami", self.ami)] + [(f"ami_servers[{i}]", x) for i, x in enumerate(self.ami_servers)]:
+            at = (srv.host.lower(), srv.port)
+            if at in seen_at:
+                raise SettingsError("<settings>", f"{key}.host", f"{srv.host}:{srv.port} is also {seen_at[at]}: "
+                                    "one Asterisk would be tracked twice")
+            seen_at[at] = key
+            field = "agi_peers" if srv.agi_peers else "host"
+            for peer in srv.agi_peer_hosts():
+                try:
+                    ipaddress.ip_address(peer)
+                except ValueError:
+                    raise SettingsError("<settings>", f"{key}.{field}", f"{peer!r} is not an IP address: with "
+                                        "several Asterisk servers, list the addresses their FastAGI "
+                                        "connections come from in agi_peers") from None
+                if peer in peers:
+                    raise SettingsError("<settings>", f"{key}.{field}", f"FastAGI peer {peer} is also "
+                                        f"{peers[peer]}'s: a session could not be told apart")
+                peers[peer] = key
 
     def queue(self, name: str) -> QueueSettings:
         return self.queues[name]
@@ -246,6 +279,11 @@ class Settings(_Model):
                 agent["password"] = REDACTED
         data["database"]["url"] = _redact_url(self.database.url)
         return data
+
+
+def secret_env_var(server_name: str) -> str:
+    """The environment variable that holds an extra Asterisk server's AMI secret."""
+    return "CTI_AMI_SECRET_" + re.sub(r"[^A-Z0-9]", "_", server_name.upper())
 
 
 def _redact_url(url: str) -> str:
@@ -350,7 +388,7 @@ def load_settings(
     servers = data.get("ami_servers")
     for i, srv in enumerate(servers if isinstance(servers, list) else []):
         name = srv.get("name") if isinstance(srv, dict) else None
-        var = f"CTI_AMI_SECRET_{re.sub(r'[^A-Z0-9]', '_', name.upper())}" if isinstance(name, str) else ""
+        var = secret_env_var(name) if isinstance(name, str) else ""
         if var and var in env:
             srv["secret"] = env[var]
             env_keys[f"ami_servers[{i}].secret"] = var

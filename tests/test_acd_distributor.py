@@ -31,10 +31,13 @@ class FakeCallControl:
     def __init__(self) -> None:
         self.redirects: list[tuple[str, str, str, int]] = []
         self.fail_next = False
+        self.fail_always = False
+        self.attempts = 0
 
     async def redirect(self, channel: str, context: str, exten: str, priority: int = 1, *,
                        call_id: str = "") -> None:
-        if self.fail_next:
+        self.attempts += 1
+        if self.fail_next or self.fail_always:
             self.fail_next = False
             raise RuntimeError("No such channel")
         self.redirects.append((channel, context, exten, priority))
@@ -219,6 +222,31 @@ async def test_redirect_failure_releases_agent(env: Env) -> None:
     await e.acd.settle()
     assert e.cc.redirects == [("ch-c1", "cti-agent", "1001", 1)]
     assert state(e, "1001") is AgentState.RESERVED
+
+
+async def test_failed_redirects_back_off_and_a_reconnect_retries_at_once(env: Env) -> None:
+    e = env
+    await ready(e, "1001")
+    e.acd._retry_s = 10.0  # the real timers stay out of the way; the test moves the clock
+    e.cc.fail_always = True  # the AMI link is down
+    await e.queue_call("c1")
+    call = e.acd._calls["c1"]
+    delays = []
+    for _ in range(3):
+        delays.append(round(call.retry_at - e.clock.t, 3))
+        e.clock.t = call.retry_at - 0.001
+        e.acd._kick()
+        await e.acd.settle()
+        assert e.cc.attempts == len(delays)  # not before its time
+        e.clock.t += 0.001
+        e.acd._kick()  # what the retry timer does
+        await e.acd.settle()
+    assert delays == [10.0, 20.0, 30.0]  # doubling, capped at 30 s
+    assert e.cc.attempts == 4 and state(e, "1001") is AgentState.READY
+    e.cc.fail_always = False
+    e.acd.retry_waiting()  # the link is back (after its resync)
+    await e.acd.settle()
+    assert e.cc.redirects == [("ch-c1", "cti-agent", "1001", 1)] and call.redirect_failures == 0
 
 
 async def test_snapshot_and_errors(env: Env) -> None:

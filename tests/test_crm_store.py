@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import json
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -15,9 +16,9 @@ from sqlalchemy import text
 from crm_core import Conflict, InvalidInput, NotFound, Store
 
 try:
-    from crm_fixtures import store  # noqa: F401  (pytest fixture)
+    from crm_fixtures import PG_URL, _pg_admin, store  # noqa: F401  (pytest fixture)
 except ImportError:  # tests/ became a package
-    from tests.crm_fixtures import store  # noqa: F401
+    from tests.crm_fixtures import PG_URL, _pg_admin, store  # noqa: F401
 
 NOW = 1_750_000_000.0
 DAY = 86400.0
@@ -347,3 +348,30 @@ async def test_pg_fast_reads_unreachable_server_is_a_sqlalchemy_error() -> None:
     await reads.close()
     await engine.dispose()
     assert pg_reads(make_engine("sqlite+aiosqlite:///:memory:")) is None
+
+
+async def test_ids_out_of_range_are_not_found_on_both_engines(store: Store) -> None:
+    assert await store.get_customer(2**40) is None
+    with pytest.raises(NotFound):
+        await store.customer_360(-(2**40))
+
+
+async def test_pg_fast_reads_take_the_urls_options() -> None:
+    """``?ssl=disable`` (and SQLAlchemy-only options) in the URL reach asyncpg as connect
+    arguments, not as server settings; a closed store's fast path does not reopen."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    admin = await _pg_admin()
+    schema = f"crm_test_{uuid.uuid4().hex[:12]}"
+    sep = "&" if "?" in PG_URL else "?"
+    try:
+        store = await Store.open(PG_URL + sep + "ssl=disable&prepared_statement_cache_size=50", schema=schema)
+        c = await store.upsert_customer("U1", "Url Options", ["5551230000"])
+        assert (await store.find_customer_by_phone("5551230000")) == c
+        assert (await store.customer_360(c.id)).customer == c
+        await store.close()
+        with pytest.raises(SQLAlchemyError):
+            await store.find_customer_by_phone("5551230000")
+    finally:
+        await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        await admin.close()

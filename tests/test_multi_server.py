@@ -37,6 +37,22 @@ def test_server_names_must_be_unique_and_secrets_come_from_their_own_variable(tm
     assert e.value.key == "ami_servers[0].name"
 
 
+@pytest.mark.parametrize(("extra", "key", "reason"), [
+    ('name = "west-1"\nhost = "10.0.0.2"\n[[ami_servers]]\nname = "west_1"\nhost = "10.0.0.3"\n',
+     "ami_servers[1].name", "same secret variable CTI_AMI_SECRET_WEST_1"),
+    ('name = "again"\nhost = "127.0.0.1"\nport = 5038\n', "ami_servers[0].host", "tracked twice"),
+    ('name = "dns"\nhost = "pbx2.example.com"\n', "ami_servers[0].host", "not an IP address"),
+    ('name = "p"\nhost = "10.0.0.2"\nagi_peers = ["127.0.0.1"]\n', "ami_servers[0].agi_peers",
+     "could not be told apart"),
+])
+def test_several_servers_must_be_told_apart(tmp_path: Path, extra: str, key: str, reason: str) -> None:
+    f = tmp_path / "s.toml"
+    f.write_text(CONFIG.read_text() + "\n[[ami_servers]]\n" + extra)
+    with pytest.raises(SettingsError) as e:
+        load_settings(f, env={})
+    assert e.value.key == key and reason in str(e.value), str(e.value)
+
+
 @pytest.mark.parametrize("drops", [0, 4])
 async def test_two_servers_end_to_end(tmp_path: Path, drops: int) -> None:
     db = tmp_path / "two.db"
