@@ -69,17 +69,19 @@ def _kind(ev: DomainEvent) -> str:
     return "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
 
 
-def split_call_id(call_id: str) -> tuple[str, str]:
-    """``"<server>/<linkedid>"`` -> (server, linkedid); a bare linkedid is on server "default"."""
+def split_call_id(call_id: str, default: str = "default") -> tuple[str, str]:
+    """``"<server>/<linkedid>"`` -> (server, linkedid); a bare linkedid is on server ``default``
+    (the only one configured)."""
     server, sep, linkedid = call_id.rpartition("/")
-    return (server, linkedid) if sep and server else ("default", call_id)
+    return (server, linkedid) if sep and server else (default, call_id)
 
 
 class CallLogWriter:
     def __init__(
         self, bus: Bus, store: CallLogStore, *, attempts: int = 4, backoff_s: float = 0.05,
-        max_batch: int = 500,
+        max_batch: int = 500, server: str = "default",
     ) -> None:
+        self._server = server  # the server of call ids without one (a single Asterisk)
         self._store = store
         self._bus = bus
         self._sub = bus.queue(maxsize=10_000, overflow="block")
@@ -193,7 +195,7 @@ class CallLogWriter:
 
         if isinstance(ev, CallArrived):
             track = self._calls.setdefault(call_id, _Track())
-            server, linkedid = split_call_id(call_id)
+            server, linkedid = split_call_id(call_id, self._server)
             op("arrived", uniqueid=ev.uniqueid, linkedid=linkedid, channel=ev.channel,
                caller_num=ev.caller_num, caller_name=ev.caller_name, dnis=ev.dnis, at=ev.at, server=server)
         if track is None:

@@ -111,7 +111,7 @@ class CtiApp:
                                     q.max_wait_s) for name, q in s.queues.items()}
         self.distributor = Distributor(self.bus, _LateCallControl(self), queues, agents)
         await self.distributor.start()
-        self.calllog = CallLogWriter(self.bus, self.store)
+        self.calllog = CallLogWriter(self.bus, self.store, server=self.first.name)
         await self.calllog.start()
         for et in _stats_types():
             self.bus.on(et, self.stats.apply)

@@ -114,7 +114,7 @@ class IvrRunner:
             flow = self._flows.get(flow_name)
             if flow is None:
                 raise LookupError(f"unknown IVR flow {flow_name!r}")
-            lg.info("IVR %s for %s", flow_name, _caller(env, "agi_callerid") or "anonymous")
+            lg.info("IVR %s for %r", flow_name, _caller(env, "agi_callerid") or "anonymous")
             state, cmd = start(flow)
             while True:
                 if isinstance(cmd, Enqueue):
@@ -156,7 +156,7 @@ class IvrRunner:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                lg.exception("CRM lookup of %s failed; continuing as unknown caller", raw)
+                lg.exception("CRM lookup of %r failed; continuing as unknown caller", raw)
                 return LookupResult()
             return LookupResult(cust.id, cust.value_tier) if cust is not None else LookupResult()
         raise TypeError(f"no executor for {cmd!r}")

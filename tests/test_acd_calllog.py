@@ -87,6 +87,16 @@ async def test_outcomes_and_milestones(store: Store) -> None:  # noqa: F811
     assert n == 18 - 1  # every event with a call id
 
 
+async def test_a_single_servers_name_is_logged_with_its_bare_call_ids(store: Store) -> None:  # noqa: F811
+    bus = Bus()
+    async with CallLogWriter(bus, store, server="pbx9") as w:
+        for ev in (arrived("z"), ended("z")):
+            bus.publish(ev)
+        await w.drain()
+    z = await store.get_call("z")
+    assert z is not None and (z.server, z.linkedid) == ("pbx9", "z")
+
+
 async def test_ringing_an_agent_when_the_link_was_lost_is_unknown_not_abandoned(store: Store) -> None:  # noqa: F811
     bus = Bus()
     async with CallLogWriter(bus, store) as w:

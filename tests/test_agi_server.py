@@ -475,3 +475,18 @@ async def test_the_fallback_runs_though_its_note_fails() -> None:
         assert await asyncio.wait_for(r.read(), 2) == b""
         w.close()
     assert ran == ["RuntimeError"]
+
+
+async def test_a_connection_flood_is_shed_beyond_max_connections() -> None:
+    async with FastAgiServer(port=0, max_sessions=1, max_connections=5, env_timeout=2.0) as srv:
+        conns = [await asyncio.open_connection("127.0.0.1", srv.port) for _ in range(8)]
+        await asyncio.sleep(0.1)
+        closed = 0
+        for r, _w in conns:
+            try:
+                closed += await asyncio.wait_for(r.read(), 0.05) == b""
+            except TimeoutError:
+                pass
+        assert srv.shed == 3 and closed == 3 and len(srv._conns) == 5
+        for _r, w in conns:
+            w.close()

@@ -64,7 +64,16 @@ class AgiConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        self.server._conns.add(self)
+        server = self.server
+        if len(server._conns) >= server.max_connections:  # a flood: shed it before any work
+            self.state = _DONE
+            server.shed += 1
+            if server.shed % 1000 == 1:
+                log.warning("FastAGI: %d connections open, shedding new ones (%d so far)",
+                            len(server._conns), server.shed)
+            transport.close()
+            return
+        server._conns.add(self)
         self.deadline = self.loop.time() + self.server.env_timeout
         self.timer = self.loop.call_at(self.deadline, self._on_timer)
 
@@ -200,6 +209,9 @@ class AgiConnection(asyncio.Protocol):
         self._wake(None)
 
     def _broken(self, error: AgiProtocolError) -> None:
+        session = self.session
+        log.warning("FastAGI protocol error, connection dropped: %s", error,
+                    extra={"uniqueid": session.uniqueid if session else ""})
         waiter = self.waiter
         self.waiter = None
         if waiter is not None and not waiter.done():
@@ -274,6 +286,7 @@ class FastAgiServer:
         host: str = "127.0.0.1",
         port: int = 4573,
         max_sessions: int = 2000,
+        max_connections: int | None = None,
         env_timeout: float = 5.0,
         command_timeout: float = 60.0,
         close_wait: float = 1.0,
@@ -283,6 +296,9 @@ class FastAgiServer:
         self.host = host
         self.port = port
         self.max_sessions = max_sessions
+        # beyond the sessions, room for refusals and connections still sending their
+        # environment; past it, new connections are closed at once (``shed``)
+        self.max_connections = max_connections or 2 * max_sessions + 100
         self.env_timeout = env_timeout
         self.command_timeout = command_timeout
         self.close_wait = close_wait
@@ -297,6 +313,7 @@ class FastAgiServer:
         self.sessions_total = 0
         self.refused = 0
         self.rejected_bad = 0
+        self.shed = 0
         self.errors = 0
 
     def route(self, prefix: str, handler: Handler) -> None:
