@@ -241,7 +241,7 @@ class CtiApp:
         knows = [lk for lk in links if lk.tracker.has_channel(chan, env.get("agi_uniqueid", ""))]
         if len(knows) == 1:
             return knows[0]
-        log.warning("FastAGI session of unknown server; taking %s", links[0].name,
+        log.error("FastAGI session from an address no server lists in agi_peers; taking %s", links[0].name,
                     extra={"channel": chan, "peer": peer})
         return links[0]
 
