@@ -241,8 +241,8 @@ class CtiApp:
         knows = [lk for lk in links if lk.tracker.has_channel(chan, env.get("agi_uniqueid", ""))]
         if len(knows) == 1:
             return knows[0]
-        log.error("FastAGI session from an address no server lists in agi_peers; taking %s", links[0].name,
-                    extra={"channel": chan, "peer": peer})
+        log.error("FastAGI session from an address no server lists in agi_peers; taking %s",
+                  links[0].name, extra={"channel": chan, "peer": peer})
         return links[0]
 
     def agi_call_id(self, session: AgiSession) -> str:
