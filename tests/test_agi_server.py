@@ -16,6 +16,13 @@ ENV = {"agi_network": "yes", "agi_network_script": "ivr/main", "agi_request": "a
        "agi_calleridname": "Grace", "agi_accountcode": ""}
 
 
+async def play(r: asyncio.StreamReader, w: asyncio.StreamWriter, *steps: tuple[bytes, bytes]) -> None:
+    """Play Asterisk's side: expect each command line, answer it."""
+    for expect, reply in steps:
+        assert await asyncio.wait_for(r.readline(), 2) == expect
+        w.write(reply)
+
+
 async def connect(port: int, script: str = "ivr/main") -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     r, w = await asyncio.open_connection("127.0.0.1", port)
     w.write(format_env({**ENV, "agi_network_script": script}))
@@ -34,14 +41,12 @@ async def test_commands_replies_and_final_hangup() -> None:
     async with FastAgiServer(port=0, close_wait=1.0) as srv:
         srv.route("ivr/", handler)
         r, w = await connect(srv.port)
-        assert await r.readline() == b"ANSWER\n"
-        w.write(b"200 result=0\n")
-        assert await r.readline() == b'SET VARIABLE CTI_CALL_ID "abc def"\n'
-        w.write(b"200 result=1\n")
-        assert await r.readline() == b"GET DATA beep 3000 1\n"
-        w.write(b"200 result= (timeout)\n")
-        assert await r.readline() == b"GET VARIABLE X\n"
-        w.write(b"200 result=1 (val)\n")
+        await play(r, w,
+            (b"ANSWER\n", b"200 result=0\n"),
+            (b'SET VARIABLE CTI_CALL_ID "abc def"\n', b"200 result=1\n"),
+            (b"GET DATA beep 3000 1\n", b"200 result= (timeout)\n"),
+            (b"GET VARIABLE X\n", b"200 result=1 (val)\n"),
+        )
         assert await r.read() == b""  # server half-closes
         w.write(b"HANGUP\n")
         w.close()
@@ -64,10 +69,10 @@ async def test_hangup_between_command_and_reply_then_one_more_command_at_most() 
     async with FastAgiServer(port=0, close_wait=0.5) as srv:
         srv.route("ivr/", handler)
         r, w = await connect(srv.port)
-        assert await r.readline() == b'STREAM FILE demo-congrats ""\n'
-        w.write(b"HANGUP\n200 result=-1 endpos=48160\n")
-        assert await r.readline() == b"SET VARIABLE A 1\n"
-        w.write(b"200 result=1\n")
+        await play(r, w,
+            (b'STREAM FILE demo-congrats ""\n', b"HANGUP\n200 result=-1 endpos=48160\n"),
+            (b"SET VARIABLE A 1\n", b"200 result=1\n"),
+        )
         assert await r.read() == b""
         w.close()
     assert errors == ["hangup", "done"]
@@ -197,14 +202,12 @@ async def test_error_replies_are_typed_exceptions() -> None:
     async with FastAgiServer(port=0, close_wait=0.2) as srv:
         srv.route("ivr/", handler)
         r, w = await connect(srv.port)
-        assert await r.readline() == b"FOO\n"
-        w.write(b"510 Invalid or unknown command\n")
-        assert await r.readline() == b"FOO\n"
-        w.write(b"520-Invalid command syntax.  Proper usage follows:\n Usage: FOO\n520 End of proper usage.\n")
-        assert await r.readline() == b'STREAM FILE x ""\n'
-        w.write(b"511 Command Not Permitted on a dead channel or intercept routine\n")
-        assert await r.readline() == b"GET VARIABLE X\n"
-        w.write(b"200 result=1 (v)\n")
+        await play(r, w,
+            (b"FOO\n", b"510 Invalid or unknown command\n"),
+            (b"FOO\n", b"520-Invalid command syntax.  Proper usage follows:\n Usage: FOO\n520 End of proper usage.\n"),
+            (b'STREAM FILE x ""\n', b"511 Command Not Permitted on a dead channel or intercept routine\n"),
+            (b"GET VARIABLE X\n", b"200 result=1 (v)\n"),
+        )
         assert await asyncio.wait_for(r.read(), 2) == b""
         w.close()
     assert seen == [(510, "Invalid or unknown command"), (520, "End of proper usage."), "dead", "v"]
