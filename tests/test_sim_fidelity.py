@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 import re
 from pathlib import Path
@@ -138,3 +139,44 @@ async def test_cel_events_match_real_asterisk(name: str) -> None:
             per = lambda xs: [cel_item(x) for x in xs if cel_role(x["Channel"]) == chan  # noqa: E731
                               and x["EventName"] != "LINKEDID_END"]
             assert per(r) == per(c), chan
+
+
+async def test_busy_agent_matches_the_real_busy_dial() -> None:
+    """A busy agent phone (v2-06-busy's Dial, the same under v3): DialEnd BUSY, the agent's
+    Local ;1 hung up with cause 0 and its ;2 with 17 "User busy", CtiDialResult and, when the
+    caller leaves, CtiCallEnd carry BUSY."""
+    from cti.sim import AsteriskSim, Caller, SimConfig
+    from cti.sim.actors import AgentPhone
+    from cti.sim.record import AmiRecorder, ScriptedAgi, Transcript, contract_script
+
+    real = [dict(h) for h in events((TRACES / "v2-06-busy.ami.txt").read_text())]
+
+    def shape(msgs: list[dict[str, str]]) -> list[tuple[str, ...]]:
+        out = []
+        for m in msgs:
+            ev, ch = m.get("Event", ""), m.get("Channel", "")
+            if ev == "DialEnd" and m.get("DialStatus") != "ANSWER":
+                out.append((ev, m["DialStatus"]))
+            elif ev == "Hangup" and "agent-phones" in ch:
+                out.append((ev, ch[-2:], m["Cause"], m["Cause-txt"]))
+            elif ev == "UserEvent":
+                out.append((ev, m["UserEvent"], m.get("DialStatus", "")))
+        return out
+
+    agi = ScriptedAgi(Transcript(), contract_script("cid-busy", "Local/1003@agent-phones", 5))
+    port = await agi.start()
+    async with AsteriskSim(SimConfig(agi_port=port, time_factor=0.05, phones=(AgentPhone("1003", "busy"),))) as sim:
+        ami = AmiRecorder(Transcript())
+        await ami.connect("127.0.0.1", sim.ami_port)
+        await ami.action([("Action", "Login"), ("Username", "ctilp"), ("Secret", "secret")])
+        lid = await sim.place_call(Caller("5553456", "Ivan"))
+        ch = await sim.wait_in_app(lid)
+        sim.redirect(ch, "cti-agent", "1003", 1)
+        await ami.wait_for(lambda m: m.get("UserEvent") == "CtiDialResult")
+        await sim.wait_in_app(lid)
+        sim.request_hangup(sim.find(ch.name[:-1] + "2") or ch, 16)
+        await ami.wait_for(lambda m: m.get("UserEvent") == "CtiCallEnd")
+        await asyncio.sleep(0.05)
+        await ami.close()
+    await agi.stop()
+    assert shape(ami.messages) == shape(real)
