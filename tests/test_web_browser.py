@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import pytest
 
@@ -71,3 +72,48 @@ async def test_agent_page_login_ready_pop_disposition(env: Env) -> None:
             assert errors == []
         finally:
             await browser.close()
+
+
+async def test_agent_page_pops_the_real_customer_360(tmp_path: Path) -> None:
+    """The card in Chromium, fed by the real store's 360 view (not a hand-made record)."""
+    playwright = pytest.importorskip("playwright.async_api")
+    from crm_core.store import Store
+
+    from test_web_support import start_env
+
+    day, now = 86400.0, time.time()
+    async with Store.open(f"sqlite+aiosqlite:///{tmp_path / 'crm.db'}") as store:
+        await store.seed_demo(0)  # dispositions (complaint is one)
+        c = await store.upsert_customer("ACC-0042", "Grace Hopper", ["+1 555 010 4242"], value_tier="key",
+                                        account_manager="Alice Martin", monthly_revenue=480.0)
+        await store.log_contact(c.id, "email", "inbound", now - 3 * day, disposition="complaint",
+                                notes="double charge")
+        env = await start_env(store=store)
+        try:
+            async with playwright.async_playwright() as p:
+                browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+                try:
+                    page = await browser.new_page()
+                    errors: list[str] = []
+                    page.on("pageerror", lambda e: errors.append(str(e)))
+                    await page.goto(f"{env.base_url}/agent")
+                    await page.fill("#username", "alice")
+                    await page.fill("#password", "pw-alice")
+                    await page.click("#login")
+                    await page.wait_for_selector("#conn[data-connected='1']")
+                    env.offer("a1", "c77", customer_id=c.id, caller_num="+15550104242")
+                    await page.wait_for_function(
+                        "document.getElementById('pop-customer-name').textContent === 'Grace Hopper'")
+                    assert await page.text_content("#pop-account") == "ACC-0042"
+                    assert await page.text_content("#pop-tier") == "key"
+                    assert await page.text_content("#pop-manager") == "Alice Martin"
+                    view = await store.customer_360(c.id)
+                    assert view.churn_reasons and await page.text_content("#pop-churn") == str(view.churn_risk)
+                    assert view.churn_reasons[0] in (await page.text_content("#pop-churn-reasons") or "")
+                    contacts = await page.text_content("#pop-contacts") or ""
+                    assert "email" in contacts and "complaint" in contacts
+                    assert errors == []
+                finally:
+                    await browser.close()
+        finally:
+            await env.runner.cleanup()

@@ -246,14 +246,26 @@ async def frames_for(ws: ClientConnection, seconds: float) -> list[dict[str, Any
     return out
 
 
-async def start_env(config: WebConfig | None = None) -> Env:
+USERS = [("alice", "agent", "a1"), ("bob", "agent", "a2"), ("sue", "supervisor", None),
+         ("root", "admin", None), ("nobody", "agent", None)]
+
+
+async def start_env(config: WebConfig | None = None, store: Any = None) -> Env:
+    """The web edge on a real socket. ``store``: a real ``crm_core.Store`` for logins and
+    customers (its users are created here); else the fakes with ``CUSTOMER_360``."""
     bus = Bus()
-    auth = FakeAuth()
-    for name, role, agent in [("alice", "agent", "a1"), ("bob", "agent", "a2"), ("sue", "supervisor", None),
-                              ("root", "admin", None), ("nobody", "agent", None)]:
-        auth.add(name, "pw-" + name, role, agent)
-    customers = FakeCustomers()
-    customers.add(7, "+15550001", CUSTOMER_360)
+    auth: Any
+    customers: Any
+    if store is not None:
+        for name, role, agent in USERS:
+            await store.set_user(name, "pw-" + name, role, agent_id=agent)
+        auth = customers = store
+    else:
+        auth = FakeAuth()
+        for name, role, agent in USERS:
+            auth.add(name, "pw-" + name, role, agent)
+        customers = FakeCustomers()
+        customers.add(7, "+15550001", CUSTOMER_360)
     acd = FakeAcd(bus, ["a1", "a2"])
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
