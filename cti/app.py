@@ -37,6 +37,7 @@ from cti.bus import Bus
 from cti.calls import CallTracker
 from cti.domain import RESYNC_GONE, CallEnded, CallQueued, DomainEvent
 from cti.settings import AmiSettings, Settings
+from ivr.errors import FlowError
 from ivr.flow import load_flows
 from ivr.runner import IvrRunner
 from screen_pop.deps import WebDeps
@@ -117,6 +118,9 @@ class CtiApp:
             self.bus.on(et, self.stats.apply)
 
         flows = load_flows(Path(s.ivr.flows_dir))
+        if s.ivr.default_flow not in flows:
+            raise FlowError(s.ivr.flows_dir, "", f"no flow {s.ivr.default_flow!r} (ivr.default_flow) among "
+                            f"{sorted(flows)}")
         default_q = queues.get(s.acd.default_queue)
         self.ivr = IvrRunner(flows, self.bus, self.store)
         self.agi = FastAgiServer(host=s.agi.bind_host, port=s.agi.port if agi_port is None else agi_port,

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from cti.settings import AgentSettings, Settings, SettingsError, load_settings
+from ivr.errors import FlowError
 
 log = logging.getLogger("cti")
 
@@ -432,6 +433,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.fn(args))
     except SettingsError as e:
         print(f"cti: configuration error: {e}", file=sys.stderr)
+        return 2
+    except FlowError as e:
+        print(f"cti: IVR flow error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

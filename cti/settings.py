@@ -385,6 +385,12 @@ def load_settings(
         _set(data, key, value)
         env_keys[".".join(key)] = var
 
+    ivr = data.get("ivr")
+    if path is not None and isinstance(ivr, dict) and isinstance(ivr.get("flows_dir"), str):
+        flows = Path(ivr["flows_dir"]).expanduser()
+        if not flows.is_absolute():  # relative to the file that names it, not to the cwd
+            ivr["flows_dir"] = str(Path(path).resolve().parent / flows)
+
     servers = data.get("ami_servers")
     for i, srv in enumerate(servers if isinstance(servers, list) else []):
         name = srv.get("name") if isinstance(srv, dict) else None

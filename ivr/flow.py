@@ -300,5 +300,13 @@ def load_flow(path: str | Path, known_prompts: Collection[str] | None = None) ->
 
 
 def load_flows(directory: str | Path, known_prompts: Collection[str] | None = None) -> dict[str, Flow]:
-    """Every ``*.toml`` in the directory, keyed by file stem (``main.toml`` -> ``ivr/main``)."""
-    return {p.stem: load_flow(p, known_prompts) for p in sorted(Path(directory).glob("*.toml"))}
+    """Every ``*.toml`` in the directory, keyed by file stem (``main.toml`` -> ``ivr/main``).
+    A missing directory, or one without flows, is an error: every caller would otherwise
+    reach the IVR's fallback."""
+    d = Path(directory)
+    if not d.is_dir():
+        raise FlowError(str(d), "", "IVR flows directory not found (ivr.flows_dir)")
+    files = sorted(d.glob("*.toml"))
+    if not files:
+        raise FlowError(str(d), "", "no IVR flow (*.toml) in the directory (ivr.flows_dir)")
+    return {p.stem: load_flow(p, known_prompts) for p in files}

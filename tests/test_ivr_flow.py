@@ -128,3 +128,25 @@ def test_bad_toml_and_missing_file(tmp_path: Path) -> None:
         load_flow(write(tmp_path, "start = "))
     with pytest.raises(FlowError, match="cannot read"):
         load_flow(tmp_path / "nope.toml")
+
+
+def test_a_missing_or_empty_flows_directory_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(FlowError, match="IVR flows directory not found"):
+        load_flows(tmp_path / "nope")
+    with pytest.raises(FlowError, match=r"no IVR flow \(\*.toml\)"):
+        load_flows(tmp_path)
+
+
+def test_flows_dir_is_relative_to_the_config_file(tmp_path: Path) -> None:
+    import os
+
+    from cti.settings import load_settings
+
+    s = load_settings(ROOT / "config" / "cti.toml", env={})
+    assert Path(s.ivr.flows_dir) == (ROOT / "config" / "ivr").resolve()
+    here = os.getcwd()
+    os.chdir(tmp_path)  # from anywhere, the same flows
+    try:
+        assert set(load_flows(load_settings(ROOT / "config" / "cti.toml", env={}).ivr.flows_dir)) >= {"main"}
+    finally:
+        os.chdir(here)
