@@ -45,7 +45,8 @@ async def test_agent_page_login_ready_pop_disposition(env: Env) -> None:
 
             env.offer("a1", "c42", customer_id=7)
             await page.wait_for_selector("#pop-card:not([hidden])")
-            await page.wait_for_function("document.getElementById('pop-customer-name').textContent === 'Ada Lovelace'")
+            # (no wait_for_function: the page's CSP forbids the eval Playwright uses for it)
+            await page.wait_for_selector("#pop-customer-name:text-is('Ada Lovelace')")
             assert await page.text_content("#pop-caller-num") == "+15550001"
             assert await page.text_content("#pop-account") == "ACC-0007"
             assert await page.text_content("#pop-tier") == "gold"
@@ -102,8 +103,7 @@ async def test_agent_page_pops_the_real_customer_360(tmp_path: Path) -> None:
                     await page.click("#login")
                     await page.wait_for_selector("#conn[data-connected='1']")
                     env.offer("a1", "c77", customer_id=c.id, caller_num="+15550104242")
-                    await page.wait_for_function(
-                        "document.getElementById('pop-customer-name').textContent === 'Grace Hopper'")
+                    await page.wait_for_selector("#pop-customer-name:text-is('Grace Hopper')")
                     assert await page.text_content("#pop-account") == "ACC-0042"
                     assert await page.text_content("#pop-tier") == "key"
                     assert await page.text_content("#pop-manager") == "Alice Martin"
