@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,7 +25,9 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--d
         "--disable-sync", "--no-first-run"]
 
 
-async def test_agent_page_login_ready_pop_disposition(env: Env) -> None:
+@contextlib.asynccontextmanager
+async def chromium_page() -> AsyncIterator[tuple[Any, list[str]]]:
+    """A page in a fresh headless Chromium, and the page errors it reports."""
     playwright = pytest.importorskip("playwright.async_api")
     async with playwright.async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
@@ -30,54 +35,58 @@ async def test_agent_page_login_ready_pop_disposition(env: Env) -> None:
             page = await browser.new_page()
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))
-            await page.goto(f"{env.base_url}/")
-            assert page.url.endswith("/agent")
-            await page.fill("#username", "alice")
-            await page.fill("#password", "wrong")
-            await page.click("#login")
-            await page.wait_for_selector("#login-error:has-text('wrong username')")
-            await page.fill("#password", "pw-alice")
-            await page.click("#login")
-            await page.wait_for_selector("#conn[data-connected='1']")
-            await page.click("#ready")
-            await page.wait_for_selector("#state[data-state='ready']")
-            assert env.acd.states["a1"] == "ready"
-
-            env.offer("a1", "c42", customer_id=7)
-            await page.wait_for_selector("#pop-card:not([hidden])")
-            # (no wait_for_function: the page's CSP forbids the eval Playwright uses for it)
-            await page.wait_for_selector("#pop-customer-name:text-is('Ada Lovelace')")
-            assert await page.text_content("#pop-caller-num") == "+15550001"
-            assert await page.text_content("#pop-account") == "ACC-0007"
-            assert await page.text_content("#pop-tier") == "gold"
-            assert await page.text_content("#pop-manager") == "Grace Hopper"
-            assert await page.text_content("#pop-churn") == "high"
-            assert "3 complaints" in (await page.text_content("#pop-churn-reasons") or "")
-            assert "complaint" in (await page.text_content("#pop-contacts") or "")
-            assert await page.is_disabled("#dispo-submit")
-
-            env.acd.force("a1", "on_call", "c42")
-            env.bus.publish(CallAnswered("c42", "a1", 2.0, time.time()))
-            env.acd.force("a1", "wrap_up", "c42")
-            env.bus.publish(CallEnded("c42", 16, "Normal Clearing", "caller", "hangup", time.time()))
-            await page.wait_for_selector("#dispo-submit:not([disabled])")
-            await page.select_option("#dispo-code", "sale")
-            await page.fill("#dispo-notes", "bought the plan")
-            await page.click("#dispo-submit")
-            await page.wait_for_selector("#dispo-submit[disabled]")
-            for _ in range(50):
-                if env.acd.dispositions:
-                    break
-                await page.wait_for_timeout(20)
-            assert env.acd.dispositions == [("a1", "c42", "sale", "bought the plan")]
-            assert errors == []
+            yield page, errors
         finally:
             await browser.close()
 
 
+async def test_agent_page_login_ready_pop_disposition(env: Env) -> None:
+    async with chromium_page() as (page, errors):
+        await page.goto(f"{env.base_url}/")
+        assert page.url.endswith("/agent")
+        await page.fill("#username", "alice")
+        await page.fill("#password", "wrong")
+        await page.click("#login")
+        await page.wait_for_selector("#login-error:has-text('wrong username')")
+        await page.fill("#password", "pw-alice")
+        await page.click("#login")
+        await page.wait_for_selector("#conn[data-connected='1']")
+        await page.click("#ready")
+        await page.wait_for_selector("#state[data-state='ready']")
+        assert env.acd.states["a1"] == "ready"
+
+        env.offer("a1", "c42", customer_id=7)
+        await page.wait_for_selector("#pop-card:not([hidden])")
+        # (no wait_for_function: the page's CSP forbids the eval Playwright uses for it)
+        await page.wait_for_selector("#pop-customer-name:text-is('Ada Lovelace')")
+        assert await page.text_content("#pop-caller-num") == "+15550001"
+        assert await page.text_content("#pop-account") == "ACC-0007"
+        assert await page.text_content("#pop-tier") == "gold"
+        assert await page.text_content("#pop-manager") == "Grace Hopper"
+        assert await page.text_content("#pop-churn") == "high"
+        assert "3 complaints" in (await page.text_content("#pop-churn-reasons") or "")
+        assert "complaint" in (await page.text_content("#pop-contacts") or "")
+        assert await page.is_disabled("#dispo-submit")
+
+        env.acd.force("a1", "on_call", "c42")
+        env.bus.publish(CallAnswered("c42", "a1", 2.0, time.time()))
+        env.acd.force("a1", "wrap_up", "c42")
+        env.bus.publish(CallEnded("c42", 16, "Normal Clearing", "caller", "hangup", time.time()))
+        await page.wait_for_selector("#dispo-submit:not([disabled])")
+        await page.select_option("#dispo-code", "sale")
+        await page.fill("#dispo-notes", "bought the plan")
+        await page.click("#dispo-submit")
+        await page.wait_for_selector("#dispo-submit[disabled]")
+        for _ in range(50):
+            if env.acd.dispositions:
+                break
+            await page.wait_for_timeout(20)
+        assert env.acd.dispositions == [("a1", "c42", "sale", "bought the plan")]
+        assert errors == []
+
+
 async def test_agent_page_pops_the_real_customer_360(tmp_path: Path) -> None:
     """The card in Chromium, fed by the real store's 360 view (not a hand-made record)."""
-    playwright = pytest.importorskip("playwright.async_api")
     from crm_core.store import Store
 
     from test_web_support import start_env
@@ -91,29 +100,22 @@ async def test_agent_page_pops_the_real_customer_360(tmp_path: Path) -> None:
                                 notes="double charge")
         env = await start_env(store=store)
         try:
-            async with playwright.async_playwright() as p:
-                browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-                try:
-                    page = await browser.new_page()
-                    errors: list[str] = []
-                    page.on("pageerror", lambda e: errors.append(str(e)))
-                    await page.goto(f"{env.base_url}/agent")
-                    await page.fill("#username", "alice")
-                    await page.fill("#password", "pw-alice")
-                    await page.click("#login")
-                    await page.wait_for_selector("#conn[data-connected='1']")
-                    env.offer("a1", "c77", customer_id=c.id, caller_num="+15550104242")
-                    await page.wait_for_selector("#pop-customer-name:text-is('Grace Hopper')")
-                    assert await page.text_content("#pop-account") == "ACC-0042"
-                    assert await page.text_content("#pop-tier") == "key"
-                    assert await page.text_content("#pop-manager") == "Alice Martin"
-                    view = await store.customer_360(c.id)
-                    assert view.churn_reasons and await page.text_content("#pop-churn") == str(view.churn_risk)
-                    assert view.churn_reasons[0] in (await page.text_content("#pop-churn-reasons") or "")
-                    contacts = await page.text_content("#pop-contacts") or ""
-                    assert "email" in contacts and "complaint" in contacts
-                    assert errors == []
-                finally:
-                    await browser.close()
+            async with chromium_page() as (page, errors):
+                await page.goto(f"{env.base_url}/agent")
+                await page.fill("#username", "alice")
+                await page.fill("#password", "pw-alice")
+                await page.click("#login")
+                await page.wait_for_selector("#conn[data-connected='1']")
+                env.offer("a1", "c77", customer_id=c.id, caller_num="+15550104242")
+                await page.wait_for_selector("#pop-customer-name:text-is('Grace Hopper')")
+                assert await page.text_content("#pop-account") == "ACC-0042"
+                assert await page.text_content("#pop-tier") == "key"
+                assert await page.text_content("#pop-manager") == "Alice Martin"
+                view = await store.customer_360(c.id)
+                assert view.churn_reasons and await page.text_content("#pop-churn") == str(view.churn_risk)
+                assert view.churn_reasons[0] in (await page.text_content("#pop-churn-reasons") or "")
+                contacts = await page.text_content("#pop-contacts") or ""
+                assert "email" in contacts and "complaint" in contacts
+                assert errors == []
         finally:
             await env.runner.cleanup()
