@@ -81,7 +81,7 @@ class PgReads:
         self._size = size
         self._pool: asyncpg.Pool | None = None
         self._opening = asyncio.Lock()
-        self._compiled: dict[int, tuple[Executable, _Compiled]] = {}
+        self._compiled: dict[Executable, _Compiled] = {}  # statements hash by identity
 
     async def _get_pool(self) -> asyncpg.Pool:
         if self._pool is None:
@@ -97,12 +97,12 @@ class PgReads:
         return self._pool
 
     def _compile(self, stmt: Executable) -> _Compiled:
-        hit = self._compiled.get(id(stmt))
-        if hit is None or hit[0] is not stmt:  # keep the statement alive so its id stays its own
+        hit = self._compiled.get(stmt)
+        if hit is None:
             if len(self._compiled) >= 512:  # callers pass cached statements; bound it anyway
                 self._compiled.clear()
-            hit = self._compiled[id(stmt)] = (stmt, _Compiled(stmt, self._engine))
-        return hit[1]
+            hit = self._compiled[stmt] = _Compiled(stmt, self._engine)
+        return hit
 
     async def fetch_many(self, batch: Sequence[tuple[Executable, Mapping[str, Any]]]) -> list[list[Row]]:
         """Run each (statement, params) in order on one pooled connection: the rows of each."""

@@ -7,7 +7,7 @@ every (re)connect triggers a resynchronisation of that server's live calls.
 Several Asterisk servers (``[ami]`` and ``[[ami_servers]]``): one AMI client and one call
 tracker each, call ids ``"<server>/<linkedid>"`` (two servers' linkedids may be equal);
 a FastAGI session belongs to the server its connection comes from (``agi_peers``), and a
-Redirect goes to the server whose tracker holds the channel.
+Redirect goes to the server its call id names.
 """
 
 from __future__ import annotations
@@ -303,10 +303,8 @@ class CtiApp:
 
 def _peer_host(session: AgiSession) -> str | None:
     """The address a FastAGI connection came from (the Asterisk server's)."""
-    peer = getattr(session, "peer", None)
-    if isinstance(peer, tuple) and peer:
-        return str(peer[0])
-    return peer if isinstance(peer, str) else None
+    peer = session.peer
+    return peer[0] if peer else None
 
 
 class _LateCallControl:
