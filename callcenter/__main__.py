@@ -1,7 +1,7 @@
-"""``python -m cti``: the same as the ``cti`` command."""
+"""``python -m callcenter``: the same as the ``cti`` command."""
 
 import sys
 
-from cti.cli import main
+from callcenter.cli import main
 
 sys.exit(main())

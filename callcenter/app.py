@@ -1,6 +1,6 @@
 """Composition root: wires the Asterisk links, IVR, ACD, web edge and CRM store.
 
-Nothing imports this module; only ``cti.cli`` uses it.  Start order: store, bus, ACD,
+Nothing imports this module; only ``callcenter.cli`` uses it.  Start order: store, bus, ACD,
 call-log writer, FastAGI server, web server; then the AMI links (``connect_ami``), whose
 every (re)connect triggers a resynchronisation of that server's live calls.
 
@@ -36,7 +36,7 @@ from cti.ami.protocol import Message
 from cti.bus import Bus
 from cti.calls import CallTracker
 from cti.domain import RESYNC_GONE, CallEnded, CallQueued, DomainEvent
-from cti.settings import AmiSettings, Settings
+from callcenter.settings import AmiSettings, Settings
 from ivr.errors import FlowError
 from ivr.flow import load_flows
 from ivr.runner import IvrRunner

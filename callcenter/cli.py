@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cti.settings import AgentSettings, Settings, SettingsError, load_settings
+from callcenter.settings import AgentSettings, Settings, SettingsError, load_settings
 from ivr.errors import FlowError
 
 log = logging.getLogger("cti")
@@ -83,7 +83,7 @@ def _sim_ami_users(settings: Settings) -> dict[str, Any]:
     with the configured secret; the same classes without filters when the file is absent."""
     import dataclasses
 
-    from cti.sim.manager_conf import AmiUser, load_manager_conf
+    from simulator.manager_conf import AmiUser, load_manager_conf
 
     name, secret = settings.ami.username, settings.ami.secret.get_secret_value()
     users = load_manager_conf(MANAGER_CONF) if MANAGER_CONF.is_file() else {}
@@ -103,10 +103,10 @@ async def run_simulation(settings: Settings, *, calls: int | None, rate: float, 
     ``servers`` > 1 runs that many simulated Asterisk servers side by side (the i-th on
     127.0.0.i, AMI and FastAGI), the calls spread over them; the app sees each as one of its
     ``[[ami_servers]]`` with call ids namespaced by server."""
-    from cti.app import CtiApp
-    from cti.sim.actors import AgentPhone, Caller
-    from cti.sim.agent_bot import AgentBot
-    from cti.sim.core import AsteriskSim, SimConfig
+    from callcenter.app import CtiApp
+    from simulator.actors import AgentPhone, Caller
+    from simulator.agent_bot import AgentBot
+    from simulator.core import AsteriskSim, SimConfig
 
     sim_s = settings.sim
     tf = sim_s.time_factor
@@ -345,7 +345,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = _load(args.config)
     setup_logging(settings)
-    from cti.app import CtiApp
+    from callcenter.app import CtiApp
 
     async def main() -> None:
         stop = _stop_on_signals()
@@ -371,7 +371,7 @@ def cmd_db(args: argparse.Namespace) -> int:
     from crm_core import migrate
     from crm_core.db import ensure_pg_schema, make_engine
 
-    from cti.cli_customers import db_url
+    from callcenter.cli_customers import db_url
 
     url = db_url(args, _load)
 
@@ -420,7 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("action", choices=("upgrade", "status"))
     db.add_argument("--db", default=None, help="database URL or SQLite file (default: database.url)")
     db.set_defaults(fn=cmd_db)
-    from cti.cli_customers import add_customer_commands
+    from callcenter.cli_customers import add_customer_commands
     add_customer_commands(sub, _load)  # cti customers import|export|show
     for sp in (s, d, m, db):
         sp.add_argument("--config", default=argparse.SUPPRESS, help="path to cti.toml")

@@ -29,7 +29,7 @@ from crm_core.errors import NotFound
 from crm_core.dto import CustomerDTO
 from crm_core.store_erasure import ErasureReport
 from crm_core.store import Store
-from cti.settings import Settings
+from callcenter.settings import Settings
 
 __all__ = ["add_customer_commands"]
 

@@ -23,7 +23,7 @@ from websockets.exceptions import InvalidStatus
 
 log = logging.getLogger(__name__)
 
-COOKIE_NAME = "cti_session"  # screen_pop.auth.COOKIE_NAME (cti.sim does not import screen_pop)
+COOKIE_NAME = "cti_session"  # screen_pop.auth.COOKIE_NAME (simulator does not import screen_pop)
 
 
 class AgentBotError(Exception):

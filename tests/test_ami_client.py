@@ -8,7 +8,7 @@ import pytest
 
 from cti.ami.client import AmiClient, AmiConnectionLost, AmiLoginError, AmiNotConnected
 from cti.ami.protocol import AmiInjectionError, Message
-from cti.sim.core import AsteriskSim, SimConfig
+from simulator.core import AsteriskSim, SimConfig
 
 
 async def test_login_action_and_events() -> None:

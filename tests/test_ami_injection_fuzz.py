@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from ami_proxy import AmiProxy
 from cti.ami.client import AmiClient
 from cti.ami.protocol import AmiInjectionError
-from cti.sim.core import AsteriskSim, SimConfig
+from simulator.core import AsteriskSim, SimConfig
 
 
 class CountingProxy(AmiProxy):

@@ -13,7 +13,7 @@ import time
 
 from ami_proxy import AmiProxy
 from cti.ami.client import AmiClient, AmiConnectionLost
-from cti.sim.core import AsteriskSim, SimConfig
+from simulator.core import AsteriskSim, SimConfig
 
 ROUNDS = 100
 

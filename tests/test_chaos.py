@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from cti.cli import run_simulation
-from cti.settings import load_settings
+from callcenter.cli import run_simulation
+from callcenter.settings import load_settings
 
 CONFIG = Path(__file__).resolve().parent.parent / "config" / "cti.toml"
 

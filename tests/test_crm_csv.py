@@ -181,7 +181,7 @@ async def test_export_then_import_into_an_empty_store_round_trips(store: Store, 
 # -- the CLI ----------------------------------------------------------------------------------
 
 def _cti(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "cti.cli", *args], cwd=cwd, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "callcenter.cli", *args], cwd=cwd, capture_output=True,
                           text=True, timeout=60, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)})
 
 

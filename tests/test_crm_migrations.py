@@ -71,7 +71,7 @@ def test_cti_db_upgrade_and_status_and_serve_refusal(tmp_path: Path) -> None:
     db = tmp_path / "cli.db"
 
     def cti(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "cti", *args], cwd=ROOT, capture_output=True, text=True,
+        return subprocess.run([sys.executable, "-m", "callcenter", *args], cwd=ROOT, capture_output=True, text=True,
                               timeout=60, env={"PATH": "/usr/bin:/bin", "CTI_DATABASE_URL": f"sqlite+aiosqlite:///{db}",
                                                "HOME": str(tmp_path)})
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from cti.cli import run_simulation
-from cti.settings import load_settings
+from callcenter.cli import run_simulation
+from callcenter.settings import load_settings
 
 CONFIG = Path(__file__).resolve().parent.parent / "config" / "cti.toml"
 

@@ -140,7 +140,7 @@ def test_a_missing_or_empty_flows_directory_is_refused(tmp_path: Path) -> None:
 def test_flows_dir_is_relative_to_the_config_file(tmp_path: Path) -> None:
     import os
 
-    from cti.settings import load_settings
+    from callcenter.settings import load_settings
 
     s = load_settings(ROOT / "config" / "cti.toml", env={})
     assert Path(s.ivr.flows_dir) == (ROOT / "config" / "ivr").resolve()

@@ -1,4 +1,4 @@
-"""Tests for cti.settings: layering, validation errors, redaction."""
+"""Tests for callcenter.settings: layering, validation errors, redaction."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import pydantic
 import pytest
 
-from cti.settings import Settings, SettingsError, load_settings
+from callcenter.settings import Settings, SettingsError, load_settings
 
 SHIPPED = Path(__file__).resolve().parent.parent / "config" / "cti.toml"
 

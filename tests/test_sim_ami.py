@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from cti.ami.protocol import AmiParser, Banner, Message, format_message
-from cti.sim import AgentPhone, AsteriskSim, Caller, SimConfig
+from simulator import AgentPhone, AsteriskSim, Caller, SimConfig
 
 ALL = frozenset({"system", "call", "dialplan", "user", "agent", "reporting", "command", "originate", "security"})
 

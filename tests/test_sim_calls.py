@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from cti.sim import AsteriskSim, Caller, SimConfig
-from cti.sim.record import ScriptedAgi, Transcript, contract_script
+from simulator import AsteriskSim, Caller, SimConfig
+from simulator.record import ScriptedAgi, Transcript, contract_script
 
 
 async def test_traffic_record_digits_abandon_and_answer() -> None:

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from cti.ami.protocol import AmiParser, Message, format_message
-from cti.sim import AsteriskSim, Caller, SimConfig
-from cti.sim.manager_conf import EventFilter, FilterError, Filters, load_manager_conf, parse_manager_conf
-from cti.sim.record import ScriptedAgi, Transcript, contract_script
+from simulator import AsteriskSim, Caller, SimConfig
+from simulator.manager_conf import EventFilter, FilterError, Filters, load_manager_conf, parse_manager_conf
+from simulator.record import ScriptedAgi, Transcript, contract_script
 
 MANAGER_CONF = Path(__file__).resolve().parent.parent / "asterisk" / "manager.conf"
 VARSET = ("VarSet", "Event: VarSet\r\nPrivilege: dialplan,all\r\nChannel: Local/a@b-00000001;1\r\n"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cti.sim import scenarios
+from simulator import scenarios
 
 TRACES = Path(__file__).parent / "fixtures" / "traces"
 LINE = re.compile(r"^(>>|<<|>~|<~) (\d+\.\d{3})(?: (.*))?$")
@@ -145,9 +145,9 @@ async def test_busy_agent_matches_the_real_busy_dial() -> None:
     """A busy agent phone (v2-06-busy's Dial, the same under v3): DialEnd BUSY, the agent's
     Local ;1 hung up with cause 0 and its ;2 with 17 "User busy", CtiDialResult and, when the
     caller leaves, CtiCallEnd carry BUSY."""
-    from cti.sim import AsteriskSim, Caller, SimConfig
-    from cti.sim.actors import AgentPhone
-    from cti.sim.record import AmiRecorder, ScriptedAgi, Transcript, contract_script
+    from simulator import AsteriskSim, Caller, SimConfig
+    from simulator.actors import AgentPhone
+    from simulator.record import AmiRecorder, ScriptedAgi, Transcript, contract_script
 
     real = [dict(h) for h in events((TRACES / "v2-06-busy.ami.txt").read_text())]
 

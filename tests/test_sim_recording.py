@@ -9,10 +9,10 @@ import struct
 import wave
 from pathlib import Path
 
-from cti.sim import AsteriskSim, Caller, SimConfig
-from cti.sim import scenarios
-from cti.sim.recording import Recording, wav_header
-from cti.sim.record import ScriptedAgi, Transcript, contract_script
+from simulator import AsteriskSim, Caller, SimConfig
+from simulator import scenarios
+from simulator.recording import Recording, wav_header
+from simulator.record import ScriptedAgi, Transcript, contract_script
 
 # the first 44 bytes of v3-01-answered-recorded.cti-<uuid>.wav, recorded by the real Asterisk 22
 REAL_HEADER = (Path(__file__).parent / "fixtures" / "traces" / "v3-01-answered-recorded.wav-header").read_bytes()

@@ -1,4 +1,4 @@
-"""cti.sim.agent_bot.AgentBot against the real app."""
+"""simulator.agent_bot.AgentBot against the real app."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 import pytest
 
 from cti.domain import CallAnswered, CallEnded
-from cti.sim.agent_bot import AgentBot, AgentBotError
+from simulator.agent_bot import AgentBot, AgentBotError
 from test_web_support import Env, env  # noqa: F401
 
 
