@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from crm_core.store_calls import CallLogOp
-
 from cti.bus import Bus
 from cti.domain import (
+    RESYNC_GONE,
     CallAbandoned,
     CallAnswered,
     CallArrived,
@@ -32,7 +32,6 @@ from cti.domain import (
     DomainEvent,
     OfferCancelled,
     RecordingReady,
-    RESYNC_GONE,
 )
 
 log = logging.getLogger(__name__)

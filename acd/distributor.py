@@ -22,6 +22,7 @@ from acd.states import AgentEvent, transition
 from cti import dialplan
 from cti.bus import Bus
 from cti.domain import (
+    RESYNC_GONE,
     AgentStateChanged,
     CallAbandoned,
     CallAnswered,
@@ -34,7 +35,6 @@ from cti.domain import (
     DialResult,
     Disposition,
     OfferCancelled,
-    RESYNC_GONE,
 )
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ class CallControl(Protocol):
 
 
 class _ActiveCall:
-    __slots__ = ("call_id", "agent_id", "queue")
+    __slots__ = ("agent_id", "call_id", "queue")
 
     def __init__(self, call_id: str, agent_id: str, queue: str) -> None:
         self.call_id = call_id

@@ -11,7 +11,7 @@ import enum
 from acd.errors import AcdError, InvalidTransition, UnknownAgent
 from acd.model import AgentState
 
-__all__ = ["AgentEvent", "TRANSITIONS", "transition", "AcdError", "InvalidTransition", "UnknownAgent"]
+__all__ = ["TRANSITIONS", "AcdError", "AgentEvent", "InvalidTransition", "UnknownAgent", "transition"]
 
 
 class AgentEvent(str, enum.Enum):

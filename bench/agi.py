@@ -10,7 +10,6 @@ The server runs in its own process; its CPU comes from /proc (forked children to
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass
 
 from bench.agi_servers import IMPLS, serve

@@ -98,7 +98,7 @@ def fmt(value: Value) -> str:
     """Whole numbers for big figures, three significant digits for small ones."""
     if isinstance(value, str):
         return value
-    if value >= 1000 or value == int(value) and value >= 100:
+    if value >= 1000 or (value == int(value) and value >= 100):
         return str(round(value))
     return f"{value:.3g}"
 

@@ -106,8 +106,16 @@ async def _calllog(store: Any, report: Report, impl: str, seconds: float, rate: 
     from acd.calllog import CallLogWriter
     from cti.bus import Bus
     from cti.domain import (
-        AgentStateChanged, CallAnswered, CallArrived, CallBridged, CallEnded, CallHeld, CallOffered, CallQueued,
-        Disposition, IvrStep,
+        AgentStateChanged,
+        CallAnswered,
+        CallArrived,
+        CallBridged,
+        CallEnded,
+        CallHeld,
+        CallOffered,
+        CallQueued,
+        Disposition,
+        IvrStep,
     )
 
     bus = Bus()

@@ -27,6 +27,7 @@ from acd.distributor import Distributor
 from acd.model import Agent, QueueConfig
 from acd.offer import HoldHandler, OfferHandler
 from acd.stats import StatsFold
+from callcenter.settings import AmiSettings, Settings
 from crm_core.store import Store
 from cti import dialplan as dp
 from cti.agi.server import FastAgiServer
@@ -36,7 +37,6 @@ from cti.ami.protocol import Message
 from cti.bus import Bus
 from cti.calls import CallTracker
 from cti.domain import RESYNC_GONE, CallEnded, CallQueued, DomainEvent
-from callcenter.settings import AmiSettings, Settings
 from ivr.errors import FlowError
 from ivr.flow import load_flows
 from ivr.runner import IvrRunner

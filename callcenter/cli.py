@@ -67,7 +67,7 @@ def _sim_agents(settings: Settings, n: int) -> list[AgentSettings]:
     i = 0
     while len(agents) < n:
         aid = str(2001 + i)
-        agents.append(AgentSettings(id=aid, name=f"Bot {aid}", skills={s: 5 for s in skills}))
+        agents.append(AgentSettings(id=aid, name=f"Bot {aid}", skills=dict.fromkeys(skills, 5)))
         i += 1
     return agents
 
@@ -368,10 +368,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_db(args: argparse.Namespace) -> int:
     """``cti db upgrade`` builds or upgrades the schema; ``cti db status`` tells where it is."""
+    from callcenter.cli_customers import db_url
     from crm_core import migrate
     from crm_core.db import ensure_pg_schema, make_engine
-
-    from callcenter.cli_customers import db_url
 
     url = db_url(args, _load)
 

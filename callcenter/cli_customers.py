@@ -21,15 +21,21 @@ from typing import IO, Any, TextIO
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from callcenter.settings import Settings
 from crm_core.csvio import (
-    ROW, CsvHeaderError, CsvRows, ImportStats, Reject, export_rows, import_records,
+    ROW,
+    CsvHeaderError,
+    CsvRows,
+    ImportStats,
+    Reject,
+    export_rows,
+    import_records,
     parse_header,
 )
-from crm_core.errors import NotFound
 from crm_core.dto import CustomerDTO
-from crm_core.store_erasure import ErasureReport
+from crm_core.errors import NotFound
 from crm_core.store import Store
-from callcenter.settings import Settings
+from crm_core.store_erasure import ErasureReport
 
 __all__ = ["add_customer_commands"]
 

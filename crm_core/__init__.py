@@ -9,6 +9,16 @@ from crm_core.phone import normalize_phone
 from crm_core.store import Store
 
 __all__ = [
-    "Store", "normalize_phone", "CustomerDTO", "ContactDTO", "CallDTO", "Customer360",
-    "UserDTO", "AgentDTO", "CrmError", "InvalidInput", "Conflict", "NotFound",
+    "AgentDTO",
+    "CallDTO",
+    "Conflict",
+    "ContactDTO",
+    "CrmError",
+    "Customer360",
+    "CustomerDTO",
+    "InvalidInput",
+    "NotFound",
+    "Store",
+    "UserDTO",
+    "normalize_phone",
 ]

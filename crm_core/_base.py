@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy.dialects import postgresql, sqlite
@@ -30,18 +30,18 @@ def to_dt(value: TimeLike | None) -> datetime | None:
         return None
     if isinstance(value, datetime):
         if value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc)
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidInput(f"expected epoch seconds or datetime, got {value!r}")
-    return datetime.fromtimestamp(float(value), tz=timezone.utc)
+    return datetime.fromtimestamp(float(value), tz=UTC)
 
 
 def to_epoch(value: datetime | None) -> float | None:
     if value is None:
         return None
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
+        value = value.replace(tzinfo=UTC)
     return value.timestamp()
 
 
@@ -78,10 +78,9 @@ class StoreBase:
             async with self._sessions() as session, session.begin():
                 yield session
             return
-        async with self._write_lock:
-            async with self._sessions() as session, session.begin():
-                await session.connection(execution_options={WRITE_OPTION: True})
-                yield session
+        async with self._write_lock, self._sessions() as session, session.begin():
+            await session.connection(execution_options={WRITE_OPTION: True})
+            yield session
 
     async def _write_sync(self, work: Callable[[Session], T]) -> T:
         """Run ``work(session)`` as one write transaction of plain synchronous SQLAlchemy.

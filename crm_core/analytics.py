@@ -19,8 +19,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-__all__ = ["Signal", "churn_score", "is_complaint", "revenue_trend", "TierRule",
-           "REPEAT_WINDOW_S", "WINDOW_S"]
+__all__ = [
+    "REPEAT_WINDOW_S",
+    "WINDOW_S",
+    "Signal",
+    "TierRule",
+    "churn_score",
+    "is_complaint",
+    "revenue_trend",
+]
 
 DAY_S = 86400.0
 WINDOW_S = 30 * DAY_S

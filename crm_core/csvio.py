@@ -42,9 +42,22 @@ from crm_core.models import Customer, CustomerPhone, utcnow
 from crm_core.phone import normalize_phone
 
 __all__ = [
-    "COLUMNS", "REQUIRED_COLUMNS", "PHONE_SEPARATORS", "CsvHeaderError", "Header",
-    "CustomerRecord", "Problem", "Reject", "RowValidator", "ImportStats", "parse_header",
-    "validate_rows", "CsvRows", "import_records", "export_rows", "export_fields",
+    "COLUMNS",
+    "PHONE_SEPARATORS",
+    "REQUIRED_COLUMNS",
+    "CsvHeaderError",
+    "CsvRows",
+    "CustomerRecord",
+    "Header",
+    "ImportStats",
+    "Problem",
+    "Reject",
+    "RowValidator",
+    "export_fields",
+    "export_rows",
+    "import_records",
+    "parse_header",
+    "validate_rows",
 ]
 
 log = logging.getLogger(__name__)
@@ -419,7 +432,7 @@ class _Driver:
     def ids(self, accounts: Sequence[str]) -> dict[str, int]:
         out: dict[str, int] = {}
         for chunk in _chunks(accounts):
-            out.update(self.rows(  # noqa: S608 (markers only)
+            out.update(self.rows(
                 f"SELECT account_no, id FROM {_CUSTOMERS} WHERE account_no IN"
                 f" ({self.marks(len(chunk))})", chunk))
         return out
@@ -509,7 +522,7 @@ async def write_batch(store: StoreBase, header: Header,
                        f" ({db.marks(len(chunk), start=2)})", (now, *chunk))
         return len(new), len(plan.accepted) - len(new), plan.rejects
 
-    return await store._write_sync(work)  # noqa: SLF001 (a native connection in a thread on SQLite)
+    return await store._write_sync(work)
 
 
 def _take(validator: RowValidator, rows: Iterator[tuple[int, Sequence[str]]],
@@ -623,7 +636,7 @@ async def export_rows(store: StoreBase, *, chunk: int = 2000) -> AsyncIterator[l
         .order_by(c.id, CustomerPhone.id)
         .execution_options(yield_per=chunk)
     )
-    async with store._read() as s:  # noqa: SLF001
+    async with store._read() as s:
         result = await s.stream(stmt)
         current: tuple[Any, ...] | None = None
         phones: list[str] = []

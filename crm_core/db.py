@@ -16,14 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import URL, Connection, Engine, make_url
-from sqlalchemy.pool import QueuePool
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-
+from sqlalchemy.pool import QueuePool
 
 if TYPE_CHECKING:
     from crm_core.pg_reads import PgReads
 
-__all__ = ["make_engine", "sync_twin", "pg_reads", "ensure_pg_schema", "is_sqlite", "WRITE_OPTION"]
+__all__ = ["WRITE_OPTION", "ensure_pg_schema", "is_sqlite", "make_engine", "pg_reads", "sync_twin"]
 
 log = logging.getLogger(__name__)
 WRITE_OPTION = "crm_write"

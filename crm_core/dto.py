@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["CustomerDTO", "ContactDTO", "CallDTO", "Customer360", "UserDTO", "AgentDTO"]
+__all__ = ["AgentDTO", "CallDTO", "ContactDTO", "Customer360", "CustomerDTO", "UserDTO"]
 
 
 def _jsonable(value: Any) -> Any:

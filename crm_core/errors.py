@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-__all__ = ["CrmError", "InvalidInput", "Conflict", "NotFound"]
+__all__ = ["Conflict", "CrmError", "InvalidInput", "NotFound"]
 
 
 class CrmError(Exception):

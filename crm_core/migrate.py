@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crm_core.errors import CrmError
 
-__all__ = ["upgrade", "schema_state", "check_current", "SchemaState", "SchemaOutdated", "head"]
+__all__ = ["SchemaOutdated", "SchemaState", "check_current", "head", "schema_state", "upgrade"]
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 

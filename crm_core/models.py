@@ -10,7 +10,7 @@ All relationships are ``lazy="raise"``; load them with explicit ``selectinload``
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -32,9 +32,28 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
 __all__ = [
-    "Base", "UTCDateTime", "utcnow", "Customer", "CustomerPhone", "CustomerRevenue", "Contact", "Call", "CallEvent",
-    "Agent", "Skill", "AgentSkill", "AgentStateHistory", "Queue", "Disposition", "User",
-    "Recording", "RecordingAccess", "Callback", "CHANNELS", "OUTCOMES", "ROLES",
+    "CHANNELS",
+    "OUTCOMES",
+    "ROLES",
+    "Agent",
+    "AgentSkill",
+    "AgentStateHistory",
+    "Base",
+    "Call",
+    "CallEvent",
+    "Callback",
+    "Contact",
+    "Customer",
+    "CustomerPhone",
+    "CustomerRevenue",
+    "Disposition",
+    "Queue",
+    "Recording",
+    "RecordingAccess",
+    "Skill",
+    "UTCDateTime",
+    "User",
+    "utcnow",
 ]
 
 CHANNELS = ("phone", "web", "email", "sms", "fax")
@@ -55,7 +74,7 @@ NAMING = {
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -67,14 +86,14 @@ class UTCDateTime(TypeDecorator[datetime]):
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
-        value = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
-        value = value.astimezone(timezone.utc)
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value
+        value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
-        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")

@@ -45,7 +45,7 @@ async def _no_reset(_con: asyncpg.Connection) -> None:
 
 
 class _Compiled:
-    __slots__ = ("sql", "names", "defaults", "processors")
+    __slots__ = ("defaults", "names", "processors", "sql")
 
     def __init__(self, stmt: Executable, engine: AsyncEngine) -> None:
         compiled = stmt.compile(dialect=engine.dialect)
@@ -113,7 +113,7 @@ class PgReads:
                 return [await con.fetch(c.sql, *c.args(p)) for c, p in plans]
         except asyncpg.DataError as e:  # e.g. an id out of the column's range: the caller's input
             raise DataError(plans[0][0].sql if plans else "", None, e) from e
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError) as e:
+        except (TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as e:
             raise OperationalError(plans[0][0].sql if plans else "", None, e) from e
 
     async def close(self) -> None:

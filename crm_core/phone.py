@@ -18,7 +18,7 @@ separators above appears (letters, ``*``, ``#``), or when the result would have 
 
 from __future__ import annotations
 
-__all__ = ["normalize_phone", "E164_MAX_DIGITS"]
+__all__ = ["E164_MAX_DIGITS", "normalize_phone"]
 
 E164_MAX_DIGITS = 15
 _SEPARATORS = frozenset(" \t-./()\u00a0")

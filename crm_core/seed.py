@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from crm_core._base import StoreBase, to_dt
 from crm_core.models import Contact, Customer, CustomerPhone, Disposition
 
-__all__ = ["SeedMixin", "DemoCustomer", "demo_customers", "DEMO_DISPOSITIONS"]
+__all__ = ["DEMO_DISPOSITIONS", "DemoCustomer", "SeedMixin", "demo_customers"]
 
 _FIRST = ("Ada", "Ben", "Chloe", "David", "Elena", "Farid", "Grace", "Hiro", "Ines", "Jonas",
           "Kofi", "Lena", "Mateo", "Nora", "Omar", "Priya", "Quinn", "Rosa", "Sven", "Tara")

@@ -16,29 +16,43 @@ from __future__ import annotations
 import logging
 import re
 import time
-from datetime import datetime
 from collections.abc import Generator, Sequence
+from datetime import datetime
 from types import TracebackType
 from typing import Any
 
 from sqlalchemy import bindparam, delete, func, select, update
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import selectinload
 
+from crm_core import migrate
 from crm_core._base import (
-    StoreBase, TimeLike, call_dto, contact_dto, customer_dto, to_dt, to_epoch,
+    StoreBase,
+    TimeLike,
+    call_dto,
+    contact_dto,
+    customer_dto,
+    to_dt,
+    to_epoch,
 )
 from crm_core.analytics import WINDOW_S, Signal, TierRule, churn_score
-from crm_core import migrate
 from crm_core.db import ensure_pg_schema, make_engine
 from crm_core.dto import ContactDTO, Customer360, CustomerDTO, TierReport
 from crm_core.errors import Conflict, InvalidInput, NotFound
 from crm_core.models import (
-    CHANNELS, DIRECTIONS, Call, Contact, Customer, CustomerPhone, CustomerRevenue, Disposition, utcnow,
+    CHANNELS,
+    DIRECTIONS,
+    Call,
+    Contact,
+    Customer,
+    CustomerPhone,
+    CustomerRevenue,
+    Disposition,
+    utcnow,
 )
 from crm_core.phone import normalize_phone
 from crm_core.seed import SeedMixin
-from crm_core.store_erasure import ErasureMixin
 from crm_core.store_calls import CallLogMixin
+from crm_core.store_erasure import ErasureMixin
 from crm_core.store_staff import StaffMixin
 
 __all__ = ["Store"]

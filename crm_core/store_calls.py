@@ -22,7 +22,7 @@ from crm_core.dto import CallDTO
 from crm_core.errors import InvalidInput
 from crm_core.models import OUTCOMES, Call, CallEvent, Recording, utcnow
 
-__all__ = ["CallLogMixin", "CallLogOp", "CALL_FIELDS"]
+__all__ = ["CALL_FIELDS", "CallLogMixin", "CallLogOp"]
 
 log = logging.getLogger(__name__)
 

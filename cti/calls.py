@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from cti import dialplan as dp
 from cti.ami.protocol import Message
 from cti.domain import (
+    RESYNC_GONE,
     CallArrived,
     CallAtAgent,
     CallBridged,
@@ -26,7 +27,6 @@ from cti.domain import (
     CallHeld,
     DialResult,
     DomainEvent,
-    RESYNC_GONE,
 )
 
 MAX_ENDED_REMEMBERED = 100_000

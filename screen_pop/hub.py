@@ -29,8 +29,21 @@ from cti.domain import AgentStateChanged, CallAnswered, CallEnded, CallOffered, 
 from screen_pop.deps import WebDeps
 from screen_pop.errors import MessageError
 from screen_pop.messages import (
-    CallAnsweredMsg, CallEndedMsg, ClientMessage, DispositionMsg, ErrorMsg, Hello, NotReady, Ping,
-    Pong, Pop, Ready, StateMsg, StatsMsg, encode, parse_client,
+    CallAnsweredMsg,
+    CallEndedMsg,
+    ClientMessage,
+    DispositionMsg,
+    ErrorMsg,
+    Hello,
+    NotReady,
+    Ping,
+    Pong,
+    Pop,
+    Ready,
+    StateMsg,
+    StatsMsg,
+    encode,
+    parse_client,
 )
 
 log = logging.getLogger(__name__)
@@ -322,7 +335,7 @@ class Hub:
         try:
             async with self._sem:
                 customer = await asyncio.wait_for(self._customer(ev), self.deps.config.customer_timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.lookup_errors += 1
             log.warning("customer lookup timed out; pop without it", extra={"call_id": ev.call_id})
         except Exception:

@@ -29,9 +29,25 @@ MAX_ID = 200
 DISPOSITION_CODES: tuple[str, ...] = ("resolved", "callback", "complaint", "sale", "other")
 
 __all__ = [
-    "DISPOSITION_CODES", "MAX_FRAME_CHARS", "Hello", "Pop", "CallAnsweredMsg", "CallEndedMsg",
-    "StateMsg", "StatsMsg", "Pong", "ErrorMsg", "Ready", "NotReady", "DispositionMsg", "Ping",
-    "ClientMessage", "ServerMessage", "parse_client", "parse_server", "encode",
+    "DISPOSITION_CODES",
+    "MAX_FRAME_CHARS",
+    "CallAnsweredMsg",
+    "CallEndedMsg",
+    "ClientMessage",
+    "DispositionMsg",
+    "ErrorMsg",
+    "Hello",
+    "NotReady",
+    "Ping",
+    "Pong",
+    "Pop",
+    "Ready",
+    "ServerMessage",
+    "StateMsg",
+    "StatsMsg",
+    "encode",
+    "parse_client",
+    "parse_server",
 ]
 
 

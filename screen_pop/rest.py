@@ -27,7 +27,7 @@ from aiohttp import web
 from crm_core.errors import Conflict, InvalidInput, NotFound
 from screen_pop.auth import SESSION_KEY, json_error, require_role
 
-__all__ = ["add_crm_routes", "CRM_KEY"]
+__all__ = ["CRM_KEY", "add_crm_routes"]
 
 CRM_KEY = web.AppKey("crm", object)  # the store (crm_core.store.Store or alike)
 MAX_BODY = 64 * 1024

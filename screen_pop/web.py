@@ -28,8 +28,16 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from screen_pop.auth import (
-    COOKIE_NAME, SESSIONS_KEY, LoginLimiter, Session, SessionTable, check_role, json_error,
-    request_token, require_role, session_of,
+    COOKIE_NAME,
+    SESSIONS_KEY,
+    LoginLimiter,
+    Session,
+    SessionTable,
+    check_role,
+    json_error,
+    request_token,
+    require_role,
+    session_of,
 )
 from screen_pop.deps import WebDeps
 from screen_pop.hub import Connection, Hub

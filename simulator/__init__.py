@@ -1,6 +1,6 @@
 """Asterisk 22 simulator: real AMI (server) and FastAGI (client) on loopback, v3 dialplan contract."""
 
-from .actors import AgentPhone, CallRecord, Caller, default_phones
+from .actors import AgentPhone, Caller, CallRecord, default_phones
 from .core import AsteriskSim, SimConfig
 from .manager_conf import AmiUser, load_manager_conf
 

@@ -119,8 +119,7 @@ class AgentBot:
                     raise AgentBotError(f"websocket refused with 403 for {self.username}") from exc
             except AgentBotError:
                 raise
-            except (OSError, aiohttp.ClientError, websockets.exceptions.WebSocketException,
-                    asyncio.TimeoutError) as exc:
+            except (TimeoutError, OSError, aiohttp.ClientError, websockets.exceptions.WebSocketException) as exc:
                 self.errors.append(f"connection: {type(exc).__name__}: {exc}")
             finally:
                 self.connected.clear()
@@ -138,16 +137,15 @@ class AgentBot:
 
     async def login(self) -> None:
         timeout = aiohttp.ClientTimeout(total=10)
-        async with aiohttp.ClientSession(timeout=timeout) as http:
-            async with http.post(f"{self.base_url}/api/login",
-                                 json={"username": self.username, "password": self._password},
-                                 headers={"Origin": self.origin}) as resp:
-                if resp.status != 200:
-                    raise AgentBotError(f"login of {self.username} refused: HTTP {resp.status}")
-                morsel = resp.cookies.get(COOKIE_NAME)
-                if morsel is None or not morsel.value:
-                    raise AgentBotError("login answered without a session cookie")
-                self._token = morsel.value
+        async with aiohttp.ClientSession(timeout=timeout) as http, http.post(f"{self.base_url}/api/login",
+                             json={"username": self.username, "password": self._password},
+                             headers={"Origin": self.origin}) as resp:
+            if resp.status != 200:
+                raise AgentBotError(f"login of {self.username} refused: HTTP {resp.status}")
+            morsel = resp.cookies.get(COOKIE_NAME)
+            if morsel is None or not morsel.value:
+                raise AgentBotError("login answered without a session cookie")
+            self._token = morsel.value
 
     # -- websocket -----------------------------------------------------------------------
 

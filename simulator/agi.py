@@ -60,7 +60,7 @@ def resolve(ch: Channel, name: str) -> str | None:
 class AgiSession:
     """One FastAGI connection for one ``AGI()`` call of a channel."""
 
-    def __init__(self, sim: "AsteriskSim", ch: Channel, script: str, request: str) -> None:
+    def __init__(self, sim: AsteriskSim, ch: Channel, script: str, request: str) -> None:
         self.sim, self.ch, self.script, self.request = sim, ch, script, request
         self.dead = False
         self.saw_hangup = False

@@ -48,7 +48,7 @@ BLACKLISTED_APPS = {"system", "trysystem", "exec", "execif", "mixmonitor", "eval
 
 
 class AmiSession:
-    def __init__(self, server: "AmiServer", reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, server: AmiServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.server, self.sim = server, server.sim
         self.reader, self.writer = reader, writer
         self.user: str | None = None
@@ -120,7 +120,7 @@ class AmiSession:
                     if transport.get_write_buffer_size() > 0:
                         try:
                             await asyncio.wait_for(self.writer.drain(), self.write_timeout_ms / 1000)
-                        except asyncio.TimeoutError:
+                        except TimeoutError:
                             log.warning("AMI session %s: write timeout, dropped", self.user)
                             self.closed = True
                             transport.abort()
@@ -497,7 +497,7 @@ class AmiSession:
 
 
 class AmiServer:
-    def __init__(self, sim: "AsteriskSim") -> None:
+    def __init__(self, sim: AsteriskSim) -> None:
         self.sim = sim
         self.sessions: set[AmiSession] = set()
         self._server: asyncio.base_events.Server | None = None

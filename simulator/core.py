@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 
 from . import events as ev
-from .actors import AgentPhone, CallRecord, Caller, Step, default_phones
+from .actors import AgentPhone, Caller, CallRecord, Step, default_phones
 from .manager_conf import UserSpec, load_manager_conf
 from .model import Bridge, Channel, Headers, Ids
 from .recording import Recording
@@ -51,7 +51,7 @@ class SimConfig:
         ("support", "ringall", (("Agent1001", "Local/1001@agents/n"),)),)
 
     @classmethod
-    def from_manager_conf(cls, path: str, keep_default_users: bool = True, **kw: object) -> "SimConfig":
+    def from_manager_conf(cls, path: str, keep_default_users: bool = True, **kw: object) -> SimConfig:
         """Users (secret, read/write classes, ``eventfilter`` lines, ``writetimeout``) from a
         manager.conf file such as the project's ``asterisk/manager.conf``; they replace default
         users of the same name."""
@@ -71,12 +71,12 @@ class AsteriskSim:
         self._tasks: set[asyncio.Task[object]] = set()
         self._far_tasks: dict[int, asyncio.Task[object]] = {}
         self._ended: dict[str, asyncio.Event] = {}
-        self.ami: "AmiServer | None" = None  # noqa: F821
+        self.ami: AmiServer | None = None  # noqa: F821
         self.started = time.time()
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def __aenter__(self) -> "AsteriskSim":
+    async def __aenter__(self) -> AsteriskSim:
         from .ami import AmiServer
 
         self.ami = AmiServer(self)

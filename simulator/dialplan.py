@@ -71,7 +71,7 @@ def user_event_fields(data: str) -> tuple[str, list[tuple[str, str]]]:
 class Runner:
     """Runs the contract's contexts on a caller's ``;1`` channel."""
 
-    def __init__(self, sim: "AsteriskSim", ch: Channel) -> None:
+    def __init__(self, sim: AsteriskSim, ch: Channel) -> None:
         self.sim, self.ch = sim, ch
         self.plan = contexts(f"{sim.config.agi_host}:{sim.config.agi_port}")
         self.teardown1: list[Callable[[], None]] = []

@@ -47,10 +47,10 @@ class EventFilter:
     pattern: str
     event: str | None = None
     header: str | None = None  # with its trailing ':'
-    rx: "re.Pattern[str] | None" = None
+    rx: re.Pattern[str] | None = None
 
     @classmethod
-    def parse(cls, criteria: str, pattern: str) -> "EventFilter":
+    def parse(cls, criteria: str, pattern: str) -> EventFilter:
         """``criteria`` is the manager.conf key (``eventfilter`` or ``eventfilter(...)``)."""
         exclude = pattern.startswith("!")
         if exclude:
@@ -133,7 +133,7 @@ class Filters:
     exclude: list[EventFilter]
 
     @classmethod
-    def build(cls, lines: Iterable[tuple[str, str]]) -> "Filters":
+    def build(cls, lines: Iterable[tuple[str, str]]) -> Filters:
         """As Asterisk does at login, a filter that does not parse is logged and left out."""
         f = cls([], [])
         for criteria, pattern in lines:

@@ -52,7 +52,7 @@ class Ids:
 @dataclass
 class Bridge:
     uniqueid: str
-    channels: list["Channel"] = field(default_factory=list)
+    channels: list[Channel] = field(default_factory=list)
 
 
 @dataclass(eq=False)
@@ -72,7 +72,7 @@ class Channel:
     con_name: str = "<unknown>"
     language: str = "en"
     accountcode: str = ""
-    peer: "Channel | None" = None  # the other half of a Local pair
+    peer: Channel | None = None  # the other half of a Local pair
     app: str = ""
     appdata: str = ""
     bridge: Bridge | None = None
@@ -85,7 +85,7 @@ class Channel:
     handlers: list[str] = field(default_factory=list)
     mixmonitor: str | None = None
     in_agi: bool = False
-    dtmf: "asyncio.Queue[str]" = field(default_factory=lambda: asyncio.Queue(maxsize=64))
+    dtmf: asyncio.Queue[str] = field(default_factory=lambda: asyncio.Queue(maxsize=64))
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     settled: asyncio.Event = field(default_factory=asyncio.Event)  # set once it first waits for media
     meta: dict[str, Any] = field(default_factory=dict)
@@ -115,7 +115,7 @@ class Channel:
                 await self.wake.wait()
             else:
                 await asyncio.wait_for(self.wake.wait(), max(0.0, timeout))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         return self.interrupted
 

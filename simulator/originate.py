@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from . import events as ev
-from .actors import CallRecord, Caller
+from .actors import Caller, CallRecord
 from .dialplan import Runner
 
 if TYPE_CHECKING:
@@ -27,7 +27,7 @@ def parse_callerid(cid: str | None) -> tuple[str, str]:
     return cid.strip(), "<unknown>"
 
 
-def originate(sim: "AsteriskSim", *, channel: str, context: str | None = None, exten: str | None = None,
+def originate(sim: AsteriskSim, *, channel: str, context: str | None = None, exten: str | None = None,
               priority: int = 1, application: str | None = None, data: str | None = None,
               callerid: str | None = None, variables: dict[str, str] | None = None,
               timeout_ms: int = 30000, action_id: str | None = None, caller: Caller | None = None,
@@ -37,7 +37,7 @@ def originate(sim: "AsteriskSim", *, channel: str, context: str | None = None, e
                          variables or {}, timeout_ms, action_id, caller, on_created, on_response))
 
 
-async def _originate(sim: "AsteriskSim", channel: str, context: str | None, exten: str | None,
+async def _originate(sim: AsteriskSim, channel: str, context: str | None, exten: str | None,
                      priority: int, application: str | None, data: str | None, callerid: str | None,
                      variables: dict[str, str], timeout_ms: int, action_id: str | None,
                      caller: Caller | None, on_created: Callable[[str], object] | None,
@@ -89,7 +89,7 @@ async def _originate(sim: "AsteriskSim", channel: str, context: str | None, exte
     sim.start_far(o2, program)
     try:
         result = await asyncio.wait_for(asyncio.shield(outcome), sim.scale(timeout_ms / 1000))
-    except asyncio.TimeoutError:
+    except TimeoutError:
         result = "timeout"
     if result != "answer":
         reason = {"busy": 5, "timeout": 3}.get(result, 1)

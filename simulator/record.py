@@ -143,7 +143,7 @@ class AgiConn:
             # lines already here (HANGUP) are read before sending more; after a HANGUP, wait for the close
             try:
                 got = await asyncio.wait_for(self.readline(), 0.05)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self.hangups = 0  # dead mode: Asterisk stays for more commands
                 break
             if got is None:

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from cti.ami.client import AmiClient, AmiConnectionLost, AmiLoginError, AmiNotConnected
+from cti.ami.client import AmiClient, AmiConnectionLost, AmiNotConnected
 from cti.ami.protocol import AmiInjectionError, Message
 from simulator.core import AsteriskSim, SimConfig
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from ami_proxy import AmiProxy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ami_proxy import AmiProxy
 from cti.ami.client import AmiClient
 from cti.ami.protocol import AmiInjectionError
 from simulator.core import AsteriskSim, SimConfig

@@ -12,6 +12,7 @@ import asyncio
 import time
 
 from ami_proxy import AmiProxy
+
 from cti.ami.client import AmiClient, AmiConnectionLost
 from simulator.core import AsteriskSim, SimConfig
 

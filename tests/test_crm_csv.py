@@ -14,12 +14,18 @@ import pytest
 
 from crm_core import Store
 from crm_core.csvio import (
-    COLUMNS, CsvHeaderError, CsvRows, Reject, export_rows, import_records, parse_header,
+    COLUMNS,
+    CsvHeaderError,
+    CsvRows,
+    Reject,
+    export_rows,
+    import_records,
+    parse_header,
     validate_rows,
 )
 
 try:
-    from crm_fixtures import store  # noqa: F401  (pytest fixture)
+    from crm_fixtures import store
 except ImportError:  # tests/ became a package
     from tests.crm_fixtures import store  # noqa: F401
 
@@ -254,7 +260,7 @@ def test_cli_erase_asks_then_erases_and_export_leaves_the_person_out(tmp_path: P
     assert _cti("customers", "erase", "G1", "--yes", "--db", db, cwd=tmp_path).returncode == 1
 
 
-async def test_a_large_import_refreshes_the_planner_statistics(store: Store) -> None:  # noqa: F811
+async def test_a_large_import_refreshes_the_planner_statistics(store: Store) -> None:
     """PostgreSQL: after 10,000+ rows the customer tables are ANALYZEd (the indexes stay in use)."""
     lines = [HEADER] + [f"L{i:05d},Customer {i},+1 555 3{i:06d},,,,1,1," for i in range(10_000)]
     rows = CsvRows(io.StringIO("\n".join(lines) + "\n"))

@@ -6,7 +6,6 @@ import ast
 import asyncio
 import dataclasses
 import json
-import time
 import uuid
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from sqlalchemy import text
 from crm_core import Conflict, InvalidInput, NotFound, Store
 
 try:
-    from crm_fixtures import PG_URL, _pg_admin, store  # noqa: F401  (pytest fixture)
+    from crm_fixtures import PG_URL, _pg_admin, store
 except ImportError:  # tests/ became a package
     from tests.crm_fixtures import PG_URL, _pg_admin, store  # noqa: F401
 
@@ -294,12 +293,11 @@ async def test_seed_demo_is_idempotent(store: Store) -> None:
 
 async def test_sqlite_pragmas_and_parent_dir(tmp_path: Path) -> None:
     path = tmp_path / "deep" / "er" / "crm.db"
-    async with Store.open(f"sqlite+aiosqlite:///{path}") as s:
-        async with s.engine.connect() as conn:
-            assert (await conn.execute(text("PRAGMA journal_mode"))).scalar() == "wal"
-            assert (await conn.execute(text("PRAGMA foreign_keys"))).scalar() == 1
-            assert (await conn.execute(text("PRAGMA busy_timeout"))).scalar() == 5000
-            assert (await conn.execute(text("PRAGMA synchronous"))).scalar() == 1
+    async with Store.open(f"sqlite+aiosqlite:///{path}") as s, s.engine.connect() as conn:
+        assert (await conn.execute(text("PRAGMA journal_mode"))).scalar() == "wal"
+        assert (await conn.execute(text("PRAGMA foreign_keys"))).scalar() == 1
+        assert (await conn.execute(text("PRAGMA busy_timeout"))).scalar() == 5000
+        assert (await conn.execute(text("PRAGMA synchronous"))).scalar() == 1
     assert path.exists()
     store = await Store.open(f"sqlite+aiosqlite:///{path}", create=False)
     try:

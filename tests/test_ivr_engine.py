@@ -5,7 +5,15 @@ from pathlib import Path
 import pytest
 
 from ivr.engine import (
-    DigitsInput, Enqueue, GetDigits, Lookup, LookupResult, Play, PlayDone, start, step,
+    DigitsInput,
+    Enqueue,
+    GetDigits,
+    Lookup,
+    LookupResult,
+    Play,
+    PlayDone,
+    start,
+    step,
 )
 from ivr.errors import StepError
 from ivr.flow import Flow, load_flow, parse_flow

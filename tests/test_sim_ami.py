@@ -22,7 +22,7 @@ def cfg(**kw: object) -> SimConfig:
 
 
 class Client:
-    async def open(self, port: int) -> "Client":
+    async def open(self, port: int) -> Client:
         self.r, self.w = await asyncio.open_connection("127.0.0.1", port)
         self.p = AmiParser()
         self.items: list[Banner | Message] = []

@@ -93,7 +93,7 @@ class Client:
         self.msgs: list[Message] = []
         self.task: asyncio.Task[None] | None = None
 
-    async def open(self, port: int, user: str, secret: str) -> "Client":
+    async def open(self, port: int, user: str, secret: str) -> Client:
         self.r, self.w = await asyncio.open_connection("127.0.0.1", port)
         self.task = asyncio.ensure_future(self._read())
         m = await self.act(("Action", "Login"), ("Username", user), ("Secret", secret))

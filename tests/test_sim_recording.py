@@ -9,10 +9,9 @@ import struct
 import wave
 from pathlib import Path
 
-from simulator import AsteriskSim, Caller, SimConfig
-from simulator import scenarios
-from simulator.recording import Recording, wav_header
+from simulator import AsteriskSim, Caller, SimConfig, scenarios
 from simulator.record import ScriptedAgi, Transcript, contract_script
+from simulator.recording import Recording, wav_header
 
 # the first 44 bytes of v3-01-answered-recorded.cti-<uuid>.wav, recorded by the real Asterisk 22
 REAL_HEADER = (Path(__file__).parent / "fixtures" / "traces" / "v3-01-answered-recorded.wav-header").read_bytes()

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import aiohttp
 import pytest
-from websockets.exceptions import InvalidStatus
-
 from test_web_support import Env, env, recv_type  # noqa: F401  (env is a fixture)
+from websockets.exceptions import InvalidStatus
 
 
 async def test_login_ok_sets_strict_httponly_cookie(env: Env) -> None:

@@ -6,10 +6,10 @@ import asyncio
 import time
 
 import pytest
+from test_web_support import Env, env  # noqa: F401
 
 from cti.domain import CallAnswered, CallEnded
 from simulator.agent_bot import AgentBot, AgentBotError
-from test_web_support import Env, env  # noqa: F401
 
 
 async def _until(pred, timeout: float = 3.0) -> None:  # type: ignore[no-untyped-def]

@@ -10,12 +10,12 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from test_web_support import FakeAcd
 
 from crm_core.store import Store
 from cti.bus import Bus
 from screen_pop.deps import WebDeps
 from screen_pop.web import build_app
-from test_web_support import FakeAcd
 from tests.crm_fixtures import store  # noqa: F401  (fixture)
 
 NOW = 1_795_000_000.0

@@ -112,8 +112,8 @@ class FakeAcd:
 
     def __init__(self, bus: Bus, agents: list[str]) -> None:
         self.bus = bus
-        self.states: dict[str, str] = {a: "logged_out" for a in agents}
-        self.current: dict[str, str | None] = {a: None for a in agents}
+        self.states: dict[str, str] = dict.fromkeys(agents, "logged_out")
+        self.current: dict[str, str | None] = dict.fromkeys(agents)
         self.log: list[tuple[Any, ...]] = []
         self.dispositions: list[tuple[str, str, str, str]] = []
 
@@ -190,12 +190,11 @@ class Env:
         return "ws" + self.base_url.removeprefix("http")
 
     async def login(self, username: str, password: str) -> tuple[int, str | None, aiohttp.ClientResponse]:
-        async with aiohttp.ClientSession() as http:
-            async with http.post(f"{self.base_url}/api/login",
-                                 json={"username": username, "password": password}) as r:
-                await r.read()
-                m = r.cookies.get(COOKIE)
-                return r.status, (m.value if m is not None else None), r
+        async with aiohttp.ClientSession() as http, http.post(f"{self.base_url}/api/login",
+                             json={"username": username, "password": password}) as r:
+            await r.read()
+            m = r.cookies.get(COOKIE)
+            return r.status, (m.value if m is not None else None), r
 
     async def token(self, username: str) -> str:
         status, tok, _ = await self.login(username, "pw-" + username)
@@ -289,4 +288,4 @@ async def env() -> AsyncIterator[Env]:
         await e.runner.cleanup()
 
 
-__all__ = ["Env", "env", "start_env", "recv_json", "recv_type", "frames_for", "CUSTOMER_360"]
+__all__ = ["CUSTOMER_360", "Env", "env", "frames_for", "recv_json", "recv_type", "start_env"]

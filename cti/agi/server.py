@@ -42,8 +42,21 @@ _ENV, _RUNNING, _CLOSING, _DONE = range(4)
 class AgiConnection(asyncio.Protocol):
     """One FastAGI connection: environment, then replies for :class:`AgiSession`."""
 
-    __slots__ = ("server", "loop", "transport", "parser", "session", "task", "state", "eof",
-                 "queue", "waiter", "deadline", "timer", "paused")
+    __slots__ = (
+        "deadline",
+        "eof",
+        "loop",
+        "parser",
+        "paused",
+        "queue",
+        "server",
+        "session",
+        "state",
+        "task",
+        "timer",
+        "transport",
+        "waiter",
+    )
 
     def __init__(self, server: FastAgiServer) -> None:
         self.server = server

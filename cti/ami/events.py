@@ -19,9 +19,24 @@ from typing import Any, ClassVar
 from cti.ami.protocol import Message
 
 __all__ = [
-    "AmiEvent", "RawEvent", "ChannelFields", "Newchannel", "Newexten", "Newstate", "Hangup",
-    "VarSet", "UserEvent", "DialBegin", "DialEnd", "BridgeEnter", "BridgeLeave",
-    "CoreShowChannel", "MixMonitorMute", "FullyBooted", "typed", "EVENT_TYPES",
+    "EVENT_TYPES",
+    "AmiEvent",
+    "BridgeEnter",
+    "BridgeLeave",
+    "ChannelFields",
+    "CoreShowChannel",
+    "DialBegin",
+    "DialEnd",
+    "FullyBooted",
+    "Hangup",
+    "MixMonitorMute",
+    "Newchannel",
+    "Newexten",
+    "Newstate",
+    "RawEvent",
+    "UserEvent",
+    "VarSet",
+    "typed",
 ]
 
 

@@ -63,7 +63,7 @@ class Message:
     are looked at by name and dropped, so this is where a fast AMI reader saves its time.
     """
 
-    __slots__ = ("_text", "_headers", "_index", "_first")
+    __slots__ = ("_first", "_headers", "_index", "_text")
 
     def __init__(self, headers: Iterable[tuple[str, str]] | None = None, *, text: str | None = None) -> None:
         self._text = text
