@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from cti import dialplan as dp
 from cti.ami.protocol import Message
+from cti.callerid import clean_caller
 from cti.domain import (
     RESYNC_GONE,
     CallArrived,
@@ -137,8 +138,8 @@ class CallTracker:
         out: list[DomainEvent] = []
         if ctx == dp.CTX_INBOUND and not c.arrived:
             c.arrived = True
-            out.append(CallArrived(c.call_id, c.channel, lid, _num(msg.get("CallerIDNum")),
-                                   _num(msg.get("CallerIDName")), exten, now))
+            out.append(CallArrived(c.call_id, c.channel, lid, clean_caller(msg.get("CallerIDNum")),
+                                   clean_caller(msg.get("CallerIDName")), exten, now))
         elif ctx == dp.CTX_HOLD and prio == "1":
             out.extend(self._adopt_if_needed(c, msg, now))
             if prev_ctx != dp.CTX_HOLD:
@@ -154,8 +155,8 @@ class CallTracker:
         if c.arrived:
             return []
         c.arrived = True
-        return [CallArrived(c.call_id, c.channel, c.linkedid, _num(msg.get("CallerIDNum")),
-                            _num(msg.get("CallerIDName")), "", now)]
+        return [CallArrived(c.call_id, c.channel, c.linkedid, clean_caller(msg.get("CallerIDNum")),
+                            clean_caller(msg.get("CallerIDName")), "", now)]
 
     def _userevent(self, msg: Message) -> list[DomainEvent]:
         lid = msg.get("Linkedid") or ""
@@ -246,8 +247,8 @@ class CallTracker:
             c.channel = m.get("Channel") or c.channel
             if not c.arrived:
                 c.arrived = True
-                out.append(CallArrived(c.call_id, c.channel, lid, _num(m.get("CallerIDNum")),
-                                       _num(m.get("CallerIDName")), "", now))
+                out.append(CallArrived(c.call_id, c.channel, lid, clean_caller(m.get("CallerIDNum")),
+                                       clean_caller(m.get("CallerIDName")), "", now))
             if ctx == dp.CTX_HOLD and c.context != dp.CTX_HOLD:
                 c.context = ctx
                 out.append(CallHeld(c.call_id, c.channel, now))
@@ -258,7 +259,3 @@ class CallTracker:
                     c.agent = m.get("Exten") or c.agent
                     out.append(CallBridged(c.call_id, c.agent or "", m.get("BridgeId") or "", now))
         return out
-
-
-def _num(v: str | None) -> str:
-    return "" if v in (None, "<unknown>") else str(v)

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from cti import dialplan
 from cti.agi.errors import AgiHangup
 from cti.bus import Bus
+from cti.callerid import clean_caller
 from cti.domain import CallQueued, IvrStep
 from ivr.engine import (
     Command,
@@ -69,8 +70,7 @@ def default_call_id(env: dict[str, str]) -> str:
 
 
 def _caller(env: dict[str, str], key: str) -> str:
-    v = env.get(key, "")
-    return "" if v in ("unknown", "<unknown>") else v
+    return clean_caller(env.get(key))
 
 
 class _Log(logging.LoggerAdapter[logging.Logger]):
