@@ -230,12 +230,12 @@ class CallTracker:
                 live[lid] = m
         out: list[DomainEvent] = []
         for lid in list(self.calls):
-            c = self.calls[lid]
+            gone = self.calls[lid]
             if lid in live or lid not in known_before:
                 continue
             self._finish(lid)
-            if c.arrived:
-                out.append(CallEnded(c.call_id, 0, "", "unknown", RESYNC_GONE, now))
+            if gone.arrived:
+                out.append(CallEnded(gone.call_id, 0, "", "unknown", RESYNC_GONE, now))
         for lid, m in live.items():
             ctx = m.get("Context") or ""
             if ctx not in (dp.CTX_INBOUND, dp.CTX_HOLD, dp.CTX_AGENT) and lid not in self.calls:

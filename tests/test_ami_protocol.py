@@ -146,3 +146,12 @@ def test_format_action_roundtrip() -> None:
     assert isinstance(m, Message)
     assert m.is_action and m.name == "Originate" and m["Async"] == "true"
     assert m.get_all("Variable") == ["A=1", "B=2"]
+
+
+def test_a_repeated_header_gives_its_first_value_before_and_after_the_index() -> None:
+    msg = AmiParser(expect_banner=False).feed(b"Variable: a=1\r\nVariable: b=2\r\n\r\n")[0]
+    assert msg.get("Variable") == "a=1"  # cut from the text
+    assert msg.get_all("Variable") == ["a=1", "b=2"]
+    msg.index()
+    assert msg.get("Variable") == "a=1"  # from the header dict
+    assert msg.get("variable") == "a=1"

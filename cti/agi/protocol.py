@@ -271,14 +271,14 @@ def quote_arg(arg: object) -> str:
         return str(arg)
     s = arg if arg.__class__ is str else str(arg)
     if s and _NEEDS_CARE.search(s) is None:  # the usual token: nothing to quote or refuse
-        return s  # type: ignore[return-value]
+        return s
     if "\n" in s or "\r" in s or "\0" in s:
         raise AgiInjectionError(f"AGI argument contains a line break or NUL: {s[:40]!r}")
     if s == "":
         return '""'
     if _NEEDS_QUOTES.search(s):
         return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return s  # type: ignore[return-value]
+    return s
 
 
 MAX_COMMAND_LINE = 2048  # res_agi.c AGI_BUF_LEN, terminator included
@@ -295,7 +295,8 @@ def format_command(verb: str, *args: object) -> bytes:
     if len(line) >= MAX_COMMAND_LINE:
         # Asterisk reads commands into a 2048-byte buffer: the rest of a longer line would
         # run as a command of its own (and its reply answer the next one)
-        raise AgiInjectionError(f"AGI command line of {len(line)} bytes (Asterisk takes at most {MAX_COMMAND_LINE - 1})")
+        raise AgiInjectionError(
+            f"AGI command line of {len(line)} bytes (Asterisk takes at most {MAX_COMMAND_LINE - 1})")
     return line
 
 

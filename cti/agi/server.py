@@ -23,6 +23,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
+from typing import Self
 
 from cti.agi.errors import AgiError, AgiHangup, AgiProtocolError
 from cti.agi.protocol import AgiParser, Environment, HangupNotice, Reply
@@ -45,6 +46,7 @@ class AgiConnection(asyncio.Protocol):
     __slots__ = (
         "deadline",
         "eof",
+        "hangup_notice",
         "loop",
         "parser",
         "paused",
@@ -66,7 +68,8 @@ class AgiConnection(asyncio.Protocol):
         self.session: AgiSession | None = None
         self.task: asyncio.Task[None] | None = None
         self.state = _ENV
-        self.eof = False
+        self.eof = False  # Asterisk closed (EOF, reset) or the stream broke: nothing more will come
+        self.hangup_notice = False  # Asterisk sent HANGUP
         self.queue: deque[Reply] = deque()
         self.waiter: asyncio.Future[object] | None = None
         self.deadline = 0.0
@@ -103,7 +106,7 @@ class AgiConnection(asyncio.Protocol):
         waiter = self.waiter
         for ev in events:
             if ev.__class__ is not Reply:  # a HANGUP notice: noted at once, whenever it comes
-                self.session.hung_up = True  # type: ignore[union-attr]
+                self.hangup_notice = True
                 continue
             if waiter is not None:
                 self.waiter = None
@@ -159,7 +162,7 @@ class AgiConnection(asyncio.Protocol):
             if ev.__class__ is Reply:
                 self.queue.append(ev)
             else:
-                session.hung_up = True
+                self.hangup_notice = True
         if server._stopping:
             self.state = _DONE
             self.transport.close()
@@ -176,7 +179,13 @@ class AgiConnection(asyncio.Protocol):
         log.info("FastAGI connection refused: %s", why)
         self.transport.close()
 
-    # -- replies for the session ---------------------------------------------------------
+    # -- the session's ReplyChannel ------------------------------------------------------
+
+    def send(self, line: bytes) -> None:
+        self.transport.write(line)
+
+    def peername(self) -> object:
+        return self.transport.get_extra_info("peername")
 
     def take(self) -> Reply | None:
         """The next reply already received (``HANGUP`` notices never queue: see data_received)."""
@@ -216,9 +225,6 @@ class AgiConnection(asyncio.Protocol):
 
     def _lost(self) -> None:
         """EOF or a reset while the handler runs: every later command gets AgiHangup."""
-        session = self.session
-        if session is not None:
-            session.eof = True
         self._wake(None)
 
     def _broken(self, error: AgiProtocolError) -> None:
@@ -229,8 +235,7 @@ class AgiConnection(asyncio.Protocol):
         self.waiter = None
         if waiter is not None and not waiter.done():
             waiter.set_exception(error)
-        if self.session is not None:
-            self.session.eof = True
+        self.eof = True
         self.transport.abort()
 
     # -- the one timer -----------------------------------------------------------------------
@@ -362,7 +367,7 @@ class FastAgiServer:
             await self._server.wait_closed()
             self._server = None
 
-    async def __aenter__(self) -> FastAgiServer:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 

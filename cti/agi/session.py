@@ -11,30 +11,60 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import NoReturn, Protocol
 
 from cti.agi.errors import AgiCommandError, AgiDeadChannel, AgiHangup, AgiTimeout
 from cti.agi.protocol import Environment, Reply, format_command
 
-if TYPE_CHECKING:
-    from cti.agi.server import AgiConnection
-
 log = logging.getLogger(__name__)
 
 
-class AgiSession:
-    """The commands of one FastAGI call, over the server's :class:`AgiConnection`."""
+class ReplyChannel(Protocol):
+    """What a session needs of its connection (the server's ``AgiConnection`` owns all of this state)."""
 
-    def __init__(self, conn: AgiConnection, env: Environment, *, command_timeout: float = 60.0) -> None:
+    @property
+    def hangup_notice(self) -> bool:
+        """Asterisk sent ``HANGUP`` (it may come at any time, also between a command and its reply)."""
+
+    @property
+    def eof(self) -> bool:
+        """Asterisk closed the connection (EOF, reset or a protocol error): nothing more will come."""
+
+    def send(self, line: bytes) -> None:
+        """Write one command line."""
+
+    def take(self) -> Reply | None:
+        """The next reply already received, if any."""
+
+    def wait(self, timeout: float) -> asyncio.Future[object]:
+        """A future for the next reply: a :class:`Reply`, ``None`` (EOF) or a timeout marker."""
+
+    def peername(self) -> object:
+        """The transport's ``peername``."""
+
+
+class AgiSession:
+    """The commands of one FastAGI call, over a :class:`ReplyChannel` (the server's connection)."""
+
+    def __init__(self, conn: ReplyChannel, env: Environment, *, command_timeout: float = 60.0) -> None:
         self._conn = conn
         self.environment = env
         self.env = env.as_dict()
         self.command_timeout = command_timeout
-        self.hung_up = False
+        self._hung_up = False  # a command's reply said so (result=-1 on media, 511, EOF)
         self._commands_after_hangup = 0
-        self.eof = False
         self.commands_sent = 0
         self._stale = 0  # replies still owed to commands that timed out
+
+    @property
+    def hung_up(self) -> bool:
+        """The channel is gone or left the AGI: Asterisk's ``HANGUP`` notice, or a reply that said so."""
+        return self._hung_up or self._conn.hangup_notice
+
+    @property
+    def eof(self) -> bool:
+        """The connection is closed: no command can be sent any more."""
+        return self._conn.eof
 
     # -- core -------------------------------------------------------------------------
 
@@ -49,8 +79,10 @@ class AgiSession:
     @property
     def peer(self) -> tuple[str, int] | None:
         """``(host, port)`` the connection came from (the Asterisk server), if known."""
-        peer = self._conn.transport.get_extra_info("peername")
-        return tuple(peer[:2]) if isinstance(peer, tuple) and len(peer) >= 2 else None  # type: ignore[return-value]
+        peer = self._conn.peername()
+        if isinstance(peer, tuple) and len(peer) >= 2:
+            return str(peer[0]), int(peer[1])
+        return None
 
     async def command(self, verb: str, *args: object, timeout: float | None = None) -> Reply:
         """Send one command and return its reply (typed errors for 510/511/520/hangup)."""
@@ -65,34 +97,35 @@ class AgiSession:
         if self.eof:
             raise AgiHangup("connection closed")
         conn = self._conn
-        conn.transport.write(line)
+        conn.send(line)
         self.commands_sent += 1
         while True:
             reply = conn.take()
             if reply is None:
                 try:
-                    reply = await conn.wait(timeout or self.command_timeout)  # type: ignore[assignment]
+                    got = await conn.wait(timeout or self.command_timeout)
                 except asyncio.CancelledError:
                     self._stale += 1  # the handler gave up on it; its reply is still owed
                     raise
-                if reply.__class__ is not Reply:
-                    self._no_reply(verb, reply, timeout)
+                if not isinstance(got, Reply):
+                    self._no_reply(verb, got, timeout)
+                reply = got
             if not self._stale:
                 break
             self._stale -= 1  # the late reply of a command that timed out: not this one's
-        if reply.code == 200:  # type: ignore[union-attr]
-            if media and reply.result == "-1":  # type: ignore[union-attr]
-                self.hung_up = True
+        if reply.code == 200:
+            if media and reply.result == "-1":
+                self._hung_up = True
                 raise AgiHangup(f"{verb} interrupted: hangup or redirect")
-            return reply  # type: ignore[return-value]
-        if reply.code == 511:  # type: ignore[union-attr]
-            self.hung_up = True
-            raise AgiDeadChannel(reply.text)  # type: ignore[union-attr]
-        raise AgiCommandError(reply.code, reply.text)  # type: ignore[union-attr]
+            return reply
+        if reply.code == 511:
+            self._hung_up = True
+            raise AgiDeadChannel(reply.text)
+        raise AgiCommandError(reply.code, reply.text)
 
-    def _no_reply(self, verb: str, what: object, timeout: float | None) -> None:
+    def _no_reply(self, verb: str, what: object, timeout: float | None) -> NoReturn:
         if what is None:
-            self.hung_up = True
+            self._hung_up = True
             raise AgiHangup("connection closed by Asterisk")
         self._stale += 1  # its reply may still come: the next command must not take it as its own
         raise AgiTimeout(f"no reply to {verb} within {timeout or self.command_timeout}s")
@@ -108,7 +141,7 @@ class AgiSession:
     async def hangup(self, channel: str | None = None) -> None:
         line = format_command("HANGUP", channel) if channel else b"HANGUP\n"
         await self._exchange("HANGUP", line, None, False)
-        self.hung_up = True
+        self._hung_up = True
 
     async def stream_file(self, filename: str, escape_digits: str = "", offset: int | None = None) -> str:
         """Play a file; return the digit that interrupted it, or ''."""

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import hashlib
 import itertools
 import logging
@@ -37,6 +38,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Self
 
 from cti.ami.events import AmiEvent, typed
 from cti.ami.protocol import AmiError, AmiParser, Banner, Fields, Message, format_action
@@ -211,6 +213,7 @@ class AmiClient:
         self._on_disconnected: list[Callable[[], None]] = []
         self._writer: asyncio.StreamWriter | None = None
         self._task: asyncio.Task[None] | None = None
+        self._hook_tasks: set[asyncio.Task[None]] = set()  # on-connect hooks in flight (owned, cancelled on stop)
         self._logged_in = asyncio.Event()
         self._stopping = False
         self._last_rx = 0.0
@@ -264,17 +267,17 @@ class AmiClient:
     async def stop(self) -> None:
         self._stopping = True
         if self._writer is not None and self._logged_in.is_set():
-            try:
+            with contextlib.suppress(ConnectionError, RuntimeError):
                 self._writer.write(format_action("Logoff", self._next_id()))
-            except (ConnectionError, RuntimeError):
-                pass
+        for hook in list(self._hook_tasks):
+            hook.cancel()
         if self._task:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
         self._drop_link("client stopped")
 
-    async def __aenter__(self) -> AmiClient:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
@@ -322,7 +325,9 @@ class AmiClient:
             self._logged_in.set()
             log.info("AMI connected", extra={"server": self.name, "host": self.host, "port": self.port})
             for fn in self._on_connected:
-                asyncio.create_task(self._run_hook(fn))
+                hook = asyncio.create_task(self._run_hook(fn))
+                self._hook_tasks.add(hook)
+                hook.add_done_callback(self._hook_tasks.discard)
             await self._keepalive(reader_task)
         finally:
             reader_task.cancel()
@@ -346,10 +351,8 @@ class AmiClient:
                 raise AmiConnectionLost("EOF from Asterisk")
             if time.monotonic() - self._last_rx > self.dead_after:
                 raise AmiConnectionLost(f"no data from Asterisk for {self.dead_after}s")
-            try:
+            with contextlib.suppress(AmiTimeout):  # the silence check above decides
                 await self.send_action("Ping", timeout=self.action_timeout)
-            except AmiTimeout:
-                pass  # the silence check above decides
 
     async def _read_loop(self, reader: asyncio.StreamReader, parser: AmiParser) -> None:
         while True:
@@ -438,7 +441,7 @@ class AmiClient:
                 except TimeoutError:
                     pass
             raise AmiTimeout(f"no response to {aid} within the timeout") from None
-        if r.message_obj.get("Response", "").lower() == "error" and r.action == "Login":
+        if (r.message_obj.get("Response") or "").lower() == "error" and r.action == "Login":
             raise AmiActionError(r)
         return r
 

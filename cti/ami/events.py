@@ -76,6 +76,7 @@ class AmiEvent:
     order).  Making one costs a single object; each field reads its header only when asked."""
 
     __slots__ = ("raw",)
+    raw: Message
     NAME: ClassVar[str] = ""
     FIELDS: ClassVar[tuple[_Header, ...]] = ()
 
@@ -103,8 +104,9 @@ class AmiEvent:
         return {f.name: f.__get__(self) for f in self.FIELDS}
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and (
-            self.fields() == other.fields() if self.FIELDS else self.raw == other.raw)  # type: ignore[attr-defined]
+        if not isinstance(other, AmiEvent) or type(other) is not type(self):
+            return False
+        return self.fields() == other.fields() if self.FIELDS else self.raw == other.raw
 
     def __hash__(self) -> int:
         return hash((type(self), tuple(self.fields().values())) if self.FIELDS else (type(self), self.raw))

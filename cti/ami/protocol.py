@@ -91,10 +91,9 @@ class Message:
                 pairs = [ln.partition(": ") for ln in text.split("\n")]
                 pairs.reverse()
             idx = {}
-            for k, sep, v in pairs:  # last to first: the first value of a name wins
-                if not sep:
-                    k, v = _header(k)
-                idx[k.lower()] = v
+            for name, sep, value in pairs:  # last to first: the first value of a name wins
+                key, val = (name, value) if sep else _header(name)
+                idx[key.lower()] = val
             self._index = idx
         return idx
 
@@ -102,11 +101,12 @@ class Message:
         """The first value of header ``name`` (any case).  Before the header dict exists, a
         header spelled as asked is cut straight out of the text (one ``str.find``)."""
         if self._index is None and (t := self._text) is not None:
-            i = t.find("\n" + name + ": ")
-            if i >= 0:
-                i += len(name) + 3
-            elif t.startswith(name + ": "):
+            if t.startswith(name + ": "):  # the first line first: the first value always wins
                 i = len(name) + 2
+            else:
+                i = t.find("\n" + name + ": ")
+                if i >= 0:
+                    i += len(name) + 3
             if i >= 0:
                 j = t.find("\n", i)
                 v = t[i:] if j < 0 else t[i:j]
@@ -310,8 +310,8 @@ def check_value(name: str, value: str) -> None:
 def format_message(headers: Iterable[tuple[str, str]]) -> bytes:
     """Serialise headers as one CRLF-framed message; every name/value is checked."""
     parts: list[str] = []
-    for k, v in headers:
-        v = str(v)
+    for k, value in headers:
+        v = str(value)
         check_value(k, v)
         parts.append(f"{k}: {v}\r\n")
     if not parts:
@@ -332,8 +332,8 @@ def _pairs(fields: Fields | None) -> list[tuple[str, str]]:
         if v is None:
             continue
         if isinstance(v, bool):
-            v = "true" if v else "false"
-        if isinstance(v, (list, tuple)):
+            out.append((k, "true" if v else "false"))
+        elif isinstance(v, (list, tuple)):
             out.extend((k, str(x)) for x in v)  # repeated header, e.g. Variable
         else:
             out.append((k, str(v)))
