@@ -23,7 +23,6 @@ from cti.domain import (
     IvrStep,
     OfferCancelled,
 )
-from tests.crm_fixtures import store  # noqa: F401  (fixture)
 
 
 class Flaky:
@@ -56,7 +55,7 @@ def ended(cid: str, side: str = "caller") -> CallEnded:
     return CallEnded(cid, 16, "Normal Clearing", side, "hangup", 9.0)
 
 
-async def test_outcomes_and_milestones(store: Store) -> None:  # noqa: F811
+async def test_outcomes_and_milestones(store: Store) -> None:
     bus = Bus()
     async with CallLogWriter(bus, store) as w:
         for ev in [
@@ -75,7 +74,8 @@ async def test_outcomes_and_milestones(store: Store) -> None:  # noqa: F811
     assert a is not None
     assert (a.server, a.linkedid, a.outcome, a.hangup_side) == ("pbx1", "a", "answered", "agent")
     assert (a.offers, a.agent_id, a.answered_at, a.disposition) == (2, "1002", 5.0, "sold")
-    assert (a.ivr_path, a.skills, a.cti_call_id, a.customer_id) == ("greeting/menu/sales", "sales,fr", "uuid-pbx1/a", 42)
+    assert (a.ivr_path, a.skills, a.cti_call_id, a.customer_id) == (
+        "greeting/menu/sales", "sales,fr", "uuid-pbx1/a", 42)
     assert (a.talk_s, a.wait_s) == (4.0, 3.0)
     b, c = await store.get_call("b"), await store.get_call("c")
     assert b is not None and c is not None
@@ -87,7 +87,7 @@ async def test_outcomes_and_milestones(store: Store) -> None:  # noqa: F811
     assert n == 18 - 1  # every event with a call id
 
 
-async def test_a_single_servers_name_is_logged_with_its_bare_call_ids(store: Store) -> None:  # noqa: F811
+async def test_a_single_servers_name_is_logged_with_its_bare_call_ids(store: Store) -> None:
     bus = Bus()
     async with CallLogWriter(bus, store, server="pbx9") as w:
         for ev in (arrived("z"), ended("z")):
@@ -97,7 +97,7 @@ async def test_a_single_servers_name_is_logged_with_its_bare_call_ids(store: Sto
     assert z is not None and (z.server, z.linkedid) == ("pbx9", "z")
 
 
-async def test_ringing_an_agent_when_the_link_was_lost_is_unknown_not_abandoned(store: Store) -> None:  # noqa: F811
+async def test_ringing_an_agent_when_the_link_was_lost_is_unknown_not_abandoned(store: Store) -> None:
     bus = Bus()
     async with CallLogWriter(bus, store) as w:
         for cid in ("r", "g", "h"):
@@ -119,7 +119,7 @@ async def test_ringing_an_agent_when_the_link_was_lost_is_unknown_not_abandoned(
     assert h.outcome == "abandoned"
 
 
-async def test_batches_under_load_lose_and_duplicate_nothing(store: Store) -> None:  # noqa: F811
+async def test_batches_under_load_lose_and_duplicate_nothing(store: Store) -> None:
     bus = Bus()
     w = CallLogWriter(bus, store, max_batch=200)
     await w.start()
@@ -138,7 +138,7 @@ async def test_batches_under_load_lose_and_duplicate_nothing(store: Store) -> No
     await w.stop()
 
 
-async def test_store_error_is_retried_without_duplicates(store: Store) -> None:  # noqa: F811
+async def test_store_error_is_retried_without_duplicates(store: Store) -> None:
     bus, door = Bus(), Flaky(store, fail=3)
     w = CallLogWriter(bus, door, backoff_s=0.001)
     await w.start()
@@ -151,7 +151,7 @@ async def test_store_error_is_retried_without_duplicates(store: Store) -> None: 
     assert w.failures == 0 and door.calls >= 4
 
 
-async def test_a_bad_operation_costs_only_itself(store: Store, caplog: Any) -> None:  # noqa: F811
+async def test_a_bad_operation_costs_only_itself(store: Store, caplog: Any) -> None:
     bus, door = Bus(), Flaky(store, poison="update")
     w = CallLogWriter(bus, door, attempts=2, backoff_s=0.001)
     await w.start()

@@ -72,7 +72,8 @@ def test_only_held_calls_and_ready_skilled_agents() -> None:
 
 
 def test_all_skills_required_and_proficiency_tiebreak() -> None:
-    agents = [agent("a", 1.0, {"sales": 1, "fr": 1}), agent("b", 1.0, {"sales": 5, "fr": 5}), agent("c", 0.0, {"sales": 9})]
+    agents = [agent("a", 1.0, {"sales": 1, "fr": 1}), agent("b", 1.0, {"sales": 5, "fr": 5}),
+              agent("c", 0.0, {"sales": 9})]
     assert route(agents, [call("c1", 1.0, skills=("sales", "fr"))], 10.0) == [Assignment("c1", "b")]
 
 

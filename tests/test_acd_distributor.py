@@ -105,7 +105,8 @@ async def test_full_call_queue_held_offer_bridge_end_wrapup_ready(env: Env) -> N
     assert state(e, "1001") is AgentState.RESERVED
     d = e.acd.decide_offer("1001", "u-c1", "ch-c1")
     assert d is not None
-    assert (d.device, d.ring_timeout_s, d.record_file, d.offer_no) == ("Local/1001@agent-phones", 12, "cti-u-c1-1.wav", 1)
+    assert (d.device, d.ring_timeout_s, d.record_file, d.offer_no) == (
+        "Local/1001@agent-phones", 12, "cti-u-c1-1.wav", 1)
     assert state(e, "1001") is AgentState.RINGING
     (offered,) = e.of(CallOffered)
     assert offered.agent_id == "1001" and offered.customer_id == 7 and offered.record_file == d.record_file

@@ -17,7 +17,8 @@ def offered(cid: str, q: str) -> CallOffered:
 def test_fold() -> None:
     s = StatsFold(service_level_s=20)
     for ev in [
-        queued("c1", "sales", 0.0), queued("c2", "sales", 5.0), queued("c3", "sales", 6.0), queued("c4", "support", 50.0),
+        queued("c1", "sales", 0.0), queued("c2", "sales", 5.0), queued("c3", "sales", 6.0),
+        queued("c4", "support", 50.0),
         offered("c1", "sales"), CallAnswered("c1", "a1", 10.0, 10.0),
         offered("c2", "sales"), CallAnswered("c2", "a2", 30.0, 35.0),
         CallAbandoned("c3", "sales", 4.0, "queue", 10.0), CallEnded("c3", 16, "", "caller", "hangup", 10.0),

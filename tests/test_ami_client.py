@@ -37,8 +37,7 @@ async def test_md5_login_and_wrong_secret() -> None:
 
 
 async def test_injection_refused_before_the_wire() -> None:
-    async with AsteriskSim(SimConfig(agi_port=1)) as sim:
-        async with AmiClient("127.0.0.1", sim.ami_port, "ctilp", "secret") as c:
+    async with AsteriskSim(SimConfig(agi_port=1)) as sim, AmiClient("127.0.0.1", sim.ami_port, "ctilp", "secret") as c:
             for evil in ("x\r\nAction: Command", "a\nb", "nul\0", "\r\n\r\nAction: Command"):
                 with pytest.raises(AmiInjectionError):
                     await c.send_action("Setvar", {"Channel": evil, "Variable": "A", "Value": "1"})
@@ -83,7 +82,7 @@ async def test_backoff_starts_over_after_each_successful_login() -> None:
             for _ in range(10):
                 t0 = loop.time()
                 sim.drop_ami_clients()
-                while c.connected:
+                while c.connected:  # noqa: ASYNC110  the client has no "disconnected" event to wait on
                     await asyncio.sleep(0.005)
                 await c.wait_connected(5)
                 worst = max(worst, loop.time() - t0)

@@ -7,11 +7,11 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from test_calls_tracker import events_of
 
 from cti.ami.client import AmiClient
 from cti.ami.events import EVENT_TYPES, BridgeEnter, CoreShowChannel, Hangup, RawEvent, typed
 from cti.ami.protocol import Message
+from tests.test_calls_tracker import events_of
 
 TRACES = sorted(p.name for p in (Path(__file__).parent / "fixtures" / "traces").glob("v3-*.ami.txt"))
 

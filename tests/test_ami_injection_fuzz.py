@@ -6,13 +6,13 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from ami_proxy import AmiProxy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cti.ami.client import AmiClient
 from cti.ami.protocol import AmiInjectionError
 from simulator.core import AsteriskSim, SimConfig
+from tests.ami_proxy import AmiProxy
 
 
 class CountingProxy(AmiProxy):

@@ -11,10 +11,9 @@ from __future__ import annotations
 import asyncio
 import time
 
-from ami_proxy import AmiProxy
-
 from cti.ami.client import AmiClient, AmiConnectionLost
 from simulator.core import AsteriskSim, SimConfig
+from tests.ami_proxy import AmiProxy
 
 ROUNDS = 100
 

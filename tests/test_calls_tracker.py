@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from test_ami_protocol import rx_stream
-
 from cti.ami.protocol import AmiParser, Message
 from cti.calls import CallTracker
 from cti.domain import CallArrived, CallAtAgent, CallBridged, CallEnded, CallHeld, DialResult
+from tests.test_ami_protocol import rx_stream
 
 TRACES = Path(__file__).parent / "fixtures" / "traces"
 

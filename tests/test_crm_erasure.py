@@ -9,13 +9,12 @@ import pytest
 
 from crm_core.errors import NotFound
 from crm_core.store import Store
-from tests.crm_fixtures import store  # noqa: F401  (fixture)
 
 NOW = 1_795_000_000.0
 NAME, PHONE, EMAIL, NOTE = "Zelda Quuxworth", "5557771234", "zelda@quux.example", "secret-diagnosis-xyz"
 
 
-async def _person(store: Store, tmp_path: Path) -> tuple[int, Path]:  # noqa: F811
+async def _person(store: Store, tmp_path: Path) -> tuple[int, Path]:
     c = await store.upsert_customer("ACCZ77", NAME, [PHONE], email=EMAIL, account_manager="Ada",
                                     monthly_revenue=500.0)
     await store.record_revenue(c.id, "2026-10", 500.0)
@@ -33,7 +32,7 @@ async def _person(store: Store, tmp_path: Path) -> tuple[int, Path]:  # noqa: F8
     return c.id, wav
 
 
-async def test_erasure_leaves_no_trace_but_keeps_the_statistics(store: Store, tmp_path: Path) -> None:  # noqa: F811
+async def test_erasure_leaves_no_trace_but_keeps_the_statistics(store: Store, tmp_path: Path) -> None:
     cid, wav = await _person(store, tmp_path)
     other = await store.upsert_customer("ACC1", "Other Person", ["5550001111"])
     report = await store.erase_customer(cid)

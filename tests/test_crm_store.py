@@ -13,11 +13,7 @@ import pytest
 from sqlalchemy import text
 
 from crm_core import Conflict, InvalidInput, NotFound, Store
-
-try:
-    from crm_fixtures import PG_URL, _pg_admin, store
-except ImportError:  # tests/ became a package
-    from tests.crm_fixtures import PG_URL, _pg_admin, store  # noqa: F401
+from tests.crm_fixtures import PG_URL, _pg_admin
 
 NOW = 1_750_000_000.0
 DAY = 86400.0

@@ -8,10 +8,9 @@ import pytest
 from crm_core.analytics import TierRule, revenue_trend
 from crm_core.errors import InvalidInput, NotFound
 from crm_core.store import Store
-from tests.crm_fixtures import store  # noqa: F401  (fixture)
 
 
-async def test_top_twenty_percent_by_revenue_are_key_accounts(store: Store) -> None:  # noqa: F811
+async def test_top_twenty_percent_by_revenue_are_key_accounts(store: Store) -> None:
     ids = {}
     for i in range(10):  # revenue 100, 200, ... 1000; the two best have (one has) a manager
         c = await store.upsert_customer(f"A{i}", f"Customer {i}", [f"55500000{i:02d}"],
@@ -33,7 +32,7 @@ async def test_top_twenty_percent_by_revenue_are_key_accounts(store: Store) -> N
         TierRule(top_share=1.5)
 
 
-async def test_falling_revenue_is_a_churn_reason(store: Store) -> None:  # noqa: F811
+async def test_falling_revenue_is_a_churn_reason(store: Store) -> None:
     c = await store.upsert_customer("R1", "Revenue Falls", ["5551230000"])
     for month, amount in [("2026-08", 100.0), ("2026-09", 110.0), ("2026-10", 90.0), ("2026-11", 60.0)]:
         await store.record_revenue(c.id, month, amount)
@@ -54,4 +53,4 @@ async def test_falling_revenue_is_a_churn_reason(store: Store) -> None:  # noqa:
 def test_revenue_trend_needs_four_months() -> None:
     assert revenue_trend([("2026-01", 10.0), ("2026-02", 10.0), ("2026-03", 5.0)]) is None
     assert revenue_trend([("2026-04", 5.0), ("2026-01", 10.0), ("2026-02", 10.0), ("2026-03", 10.0)]) == -0.5
-    assert revenue_trend([("2026-0%d" % m, 0.0) for m in range(1, 5)]) is None
+    assert revenue_trend([(f"2026-0{m}", 0.0) for m in range(1, 5)]) is None

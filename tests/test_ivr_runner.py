@@ -92,7 +92,8 @@ async def test_timeout_path_like_v3_01() -> None:
     assert isinstance(q, CallQueued)
     assert (q.call_id, q.cti_call_id, q.queue, q.skills, q.customer_id) == (
         "1700000000.1", "2004af97-33c2-4717-b38b-5ee76bb675a7", "support", ("support",), 42)
-    assert (q.channel, q.caller_num, q.caller_name, q.ivr_choice) == ("Local/talk@callers-00000000;2", "5551234", "Grace", "")
+    assert (q.channel, q.caller_num, q.caller_name, q.ivr_choice) == (
+        "Local/talk@callers-00000000;2", "5551234", "Grace", "")
     assert q.ivr_path == ("greeting", "lookup", "menu", "support")
 
 

@@ -82,9 +82,8 @@ def test_imports_point_one_way() -> None:
     for module, path in our_modules():
         pkg = module.split(".")[0]
         allowed = (pkg, *FLOORS[pkg])
-        for imp in imports_of(path):
-            if not any(imp == a or imp.startswith(a + ".") for a in allowed):
-                bad.append(f"{module} imports {imp}")
+        bad.extend(f"{module} imports {imp}" for imp in imports_of(path)
+                   if not any(imp == a or imp.startswith(a + ".") for a in allowed))
     assert not bad, "\n".join(bad)
 
 

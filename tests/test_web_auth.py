@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import aiohttp
 import pytest
-from test_web_support import Env, env, recv_type  # noqa: F401  (env is a fixture)
 from websockets.exceptions import InvalidStatus
+
+from tests.web_support import Env, recv_type
 
 
 async def test_login_ok_sets_strict_httponly_cookie(env: Env) -> None:
-    async with aiohttp.ClientSession() as http:
-        async with http.post(f"{env.base_url}/api/login", json={"username": "alice", "password": "pw-alice"}) as r:
+    async with aiohttp.ClientSession() as http, \
+            http.post(f"{env.base_url}/api/login", json={"username": "alice", "password": "pw-alice"}) as r:
             assert r.status == 200
             body = await r.json()
             raw = r.headers.getall("Set-Cookie")
@@ -156,8 +157,8 @@ async def test_logout_closes_the_sessions_sockets(env: Env) -> None:
         await recv_type(ws, "hello")
         await ws.send('{"type":"ready"}')
         await recv_type(ws, "state")
-        async with aiohttp.ClientSession() as http:
-            async with http.post(f"{env.base_url}/api/logout", headers={"Authorization": f"Bearer {tok}"}) as r:
+        async with aiohttp.ClientSession() as http, \
+                http.post(f"{env.base_url}/api/logout", headers={"Authorization": f"Bearer {tok}"}) as r:
                 assert r.status == 204
         await ws.wait_closed()
     assert env.acd.states["a1"] == "logged_out"

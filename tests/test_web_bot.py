@@ -6,15 +6,15 @@ import asyncio
 import time
 
 import pytest
-from test_web_support import Env, env  # noqa: F401
 
 from cti.domain import CallAnswered, CallEnded
 from simulator.agent_bot import AgentBot, AgentBotError
+from tests.web_support import Env
 
 
 async def _until(pred, timeout: float = 3.0) -> None:  # type: ignore[no-untyped-def]
     async with asyncio.timeout(timeout):
-        while not pred():
+        while not pred():  # noqa: ASYNC110  polls any predicate; no single event signals them all
             await asyncio.sleep(0.01)
 
 

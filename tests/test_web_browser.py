@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_web_support import Env, env  # noqa: F401
 
 from cti.domain import CallAnswered, CallEnded
+from tests.web_support import Env
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -87,9 +87,8 @@ async def test_agent_page_login_ready_pop_disposition(env: Env) -> None:
 
 async def test_agent_page_pops_the_real_customer_360(tmp_path: Path) -> None:
     """The card in Chromium, fed by the real store's 360 view (not a hand-made record)."""
-    from test_web_support import start_env
-
     from crm_core.store import Store
+    from tests.web_support import start_env
 
     day, now = 86400.0, time.time()
     async with Store.open(f"sqlite+aiosqlite:///{tmp_path / 'crm.db'}") as store:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 
-from test_web_support import CUSTOMER_360, Env, env, frames_for, recv_json, recv_type, start_env  # noqa: F401
-
 from cti.domain import CallAnswered, CallEnded
 from screen_pop.deps import WebConfig
+from tests.web_support import CUSTOMER_360, Env, frames_for, recv_json, recv_type, start_env
 
 
 async def test_hello_then_ready_logs_in_and_reports_state(env: Env) -> None:

@@ -10,19 +10,18 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from test_web_support import FakeAcd
 
 from crm_core.store import Store
 from cti.bus import Bus
 from screen_pop.deps import WebDeps
 from screen_pop.web import build_app
-from tests.crm_fixtures import store  # noqa: F401  (fixture)
+from tests.web_support import FakeAcd
 
 NOW = 1_795_000_000.0
 
 
 @pytest.fixture
-async def api(store: Store) -> AsyncIterator[tuple[str, Store]]:  # noqa: F811
+async def api(store: Store) -> AsyncIterator[tuple[str, Store]]:
     for user, role, agent in [("ann", "agent", "1001"), ("ben", "agent", "1002"), ("sue", "supervisor", None)]:
         await store.set_user(user, f"pw-{user}", role, agent_id=agent)
     bus = Bus()
@@ -55,7 +54,7 @@ async def _get(http: aiohttp.ClientSession, url: str) -> tuple[int, Any]:
 
 
 async def test_roles_search_360_upsert_and_contacts(api: tuple[str, Store]) -> None:
-    base, store = api
+    base, _store = api
     async with aiohttp.ClientSession() as anon:
         assert (await _get(anon, f"{base}/api/customers?q=a"))[0] == 401
     async with _client() as sue, _client() as ann:

@@ -10,12 +10,10 @@ import asyncio
 import json
 import socket
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-import pytest
 from aiohttp import web
 from websockets.asyncio.client import ClientConnection, connect
 
@@ -279,13 +277,4 @@ async def start_env(config: WebConfig | None = None, store: Any = None) -> Env:
     return Env(origin, origin, bus, auth, customers, acd, app, runner)
 
 
-@pytest.fixture
-async def env() -> AsyncIterator[Env]:
-    e = await start_env()
-    try:
-        yield e
-    finally:
-        await e.runner.cleanup()
-
-
-__all__ = ["CUSTOMER_360", "Env", "env", "frames_for", "recv_json", "recv_type", "start_env"]
+__all__ = ["CUSTOMER_360", "Env", "FakeAcd", "frames_for", "recv_json", "recv_type", "start_env"]
