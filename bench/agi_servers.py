@@ -77,7 +77,8 @@ class _Pyst2Handler(socketserver.StreamRequestHandler):
 
     def handle(self) -> None:
         import asterisk.agi
-        out = io.TextIOWrapper(self.wfile, encoding="utf-8", write_through=True)  # pyst2 writes str
+        # pyst2 writes str; socketserver types its binary socket file more loosely than TextIOWrapper asks
+        out = io.TextIOWrapper(self.wfile, encoding="utf-8", write_through=True)  # type: ignore[type-var]
         agi = asterisk.agi.AGI(stdin=self.rfile, stdout=out, stderr=self.devnull)
         agi.answer()
         agi.stream_file(PROMPT)

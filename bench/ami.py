@@ -242,7 +242,8 @@ def _pyst2(port: int, total: int, timeout: float) -> Tally:
 def _run_client(impl: str, port: int, total: int, timeout: float) -> Tally:
     if impl == "pyst2":
         return _pyst2(port, total, timeout)
-    runner = {"cti": _cti, "cti_typed": _cti_typed, "panoramisk": _panoramisk, "bare": _bare, "bare_readline": _bare_readline}[impl]
+    runner = {"cti": _cti, "cti_typed": _cti_typed, "panoramisk": _panoramisk, "bare": _bare,
+              "bare_readline": _bare_readline}[impl]
     return asyncio.run(runner(port, total, timeout))
 
 
@@ -255,7 +256,7 @@ def client_main(impl: str, port: int, total: int, timeout: float, profile: bool,
             conn.send({**tally.result(), "profile": profile_text(prof)})
         else:
             conn.send(_run_client(impl, port, total, timeout).result())
-    except BaseException as e:  # report, never hang the parent
+    except BaseException as e:  # noqa: BLE001  a child process reports anything (even SystemExit) rather than hang the parent
         conn.send({"error": f"{type(e).__name__}: {e}"})
     conn.close()
     os._exit(0)  # pyst2 leaves blocked daemon threads behind

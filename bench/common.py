@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
-from typing import Any
+from typing import Any, Self
 
 CTX = multiprocessing.get_context("spawn")
 """Fresh interpreters: no inherited event loop, threads or imported peers."""
@@ -173,7 +173,7 @@ class Child:
             self.proc.join(3)
         self.conn.close()
 
-    def __enter__(self) -> Child:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -25,8 +25,11 @@ import statistics
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy import Table
 
 from bench.common import Options, Report
 
@@ -43,6 +46,7 @@ async def _load(store: Any, n: int) -> None:
 
     now = utcnow()
     cust, phones = Customer.__table__, CustomerPhone.__table__
+    assert isinstance(cust, Table) and isinstance(phones, Table)
     for start in range(0, n, CHUNK):
         ids = range(start + 1, min(n, start + CHUNK) + 1)
         async with store.engine.begin() as conn:
@@ -62,12 +66,13 @@ async def _load(store: Any, n: int) -> None:
 
 def _pct(xs: list[float], p: float) -> float:
     s = sorted(xs)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+    return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))]
 
 
 async def _lookups(store: Any, n: int, report: Report, impl: str, samples: int) -> None:
     rng = random.Random(1)
-    forms = [lambda d: d, lambda d: d[2:], lambda d: f"({d[2:5]}) {d[5:8]}-{d[8:]}", lambda d: f"1-{d[2:]}"]
+    forms: list[Callable[[str], str]] = [
+        lambda d: d, lambda d: d[2:], lambda d: f"({d[2:5]}) {d[5:8]}-{d[8:]}", lambda d: f"1-{d[2:]}"]
     lat: list[float] = []
     for _ in range(samples):
         i = rng.randint(1, n)

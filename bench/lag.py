@@ -63,7 +63,7 @@ async def _server_with_ticker(impl: str, max_lag: Synchronized[float], beat: Syn
 
 async def _connection(port: int, payload: bytes | None) -> None:
     try:
-        reader, writer = await asyncio.open_connection(HOST, port)
+        _, writer = await asyncio.open_connection(HOST, port)
     except OSError:
         return
     try:

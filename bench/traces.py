@@ -44,9 +44,8 @@ def ami_events() -> list[bytes]:
     """Every event of the queue-call transcripts, CRLF-framed, in wire order."""
     out: list[bytes] = []
     for name in AMI_TRACES:
-        for block in _asterisk_messages(TRACES / name):
-            if block[0].startswith("Event: "):
-                out.append(("\r\n".join(block) + "\r\n\r\n").encode())
+        out.extend(("\r\n".join(block) + "\r\n\r\n").encode()
+                   for block in _asterisk_messages(TRACES / name) if block[0].startswith("Event: "))
     return out
 
 

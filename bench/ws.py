@@ -33,7 +33,7 @@ def pop_message(seq: int) -> str:
         "customer": {"id": 4711 + seq % 97, "name": "Grace Hopper", "tier": "gold", "account": "ACC-00042",
                      "phones": ["+15551234", "+15559876"], "email": "grace@example.com",
                      "address": "1 Navy Way, Arlington VA", "churn_risk": 0.12, "lifetime_value": 18250.5,
-                     "last_contacts": [{"at": "2026-11-20T10:0%d:00Z" % i, "channel": "voice",
+                     "last_contacts": [{"at": f"2026-11-20T10:0{i}:00Z", "channel": "voice",
                                         "agent": "1004", "disposition": "resolved"} for i in range(3)]},
         "ivr": {"path": ["main", "billing", "queue"], "digits": "1"},
     }
@@ -65,7 +65,7 @@ async def _websockets(compress: bool, n: int, conn: Connection) -> None:
         while True:
             broadcast(clients, pop_message(seq))
             seq += 1
-            while any(ws.transport.get_write_buffer_size() > PAUSE_ABOVE for ws in clients):
+            while any(ws.transport.get_write_buffer_size() > PAUSE_ABOVE for ws in clients):  # noqa: ASYNC110  a write buffer has no "drained" event to await
                 await asyncio.sleep(0.001)
             await asyncio.sleep(0)
 
@@ -95,7 +95,7 @@ async def _aiohttp(compress: bool, n: int, conn: Connection) -> None:
     site = web.TCPSite(runner, HOST, 0, backlog=1024)
     await site.start()
     server = site._server  # the only way aiohttp exposes the bound port
-    assert server is not None and server.sockets
+    assert isinstance(server, asyncio.Server) and server.sockets
     conn.send(server.sockets[0].getsockname()[1])
     await ready.wait()
     seq = 0
