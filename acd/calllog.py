@@ -15,7 +15,7 @@ import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 from crm_core.store_calls import CallLogOp
 from cti.bus import Bus
@@ -109,7 +109,7 @@ class CallLogWriter:
         self._task = None
         self._bus.unsubscribe(self._sub)
 
-    async def __aenter__(self) -> CallLogWriter:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
@@ -164,7 +164,7 @@ class CallLogWriter:
                 return True
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001  any store failure is retried, then logged; the writer lives on
                 if attempt == self._attempts:
                     if quiet:
                         log.warning("call log: %s failed %d times, writing them one by one: %s",

@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 from acd.errors import UnknownAgent, UnknownCall
 from acd.model import Agent, AgentState, OfferDecision, QueueConfig, WaitingCall
@@ -108,7 +108,7 @@ class Distributor:
         self._tasks.clear()
         self._wrap_timers.clear()
 
-    async def __aenter__(self) -> Distributor:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
@@ -435,7 +435,7 @@ class Distributor:
             await self._cc.redirect(call.channel, dialplan.CTX_AGENT, a.id, 1, call_id=call.call_id)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001  any AMI failure is logged and frees the agent; the call stays queued
             log.warning("redirect of %s to %s failed: %s", call.call_id, a.id, exc)
             if call.offer_agent == a.id:
                 call.offer_agent = None

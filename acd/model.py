@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from cti.dialplan import DEFAULT_RING_TIMEOUT
 
 
-class AgentState(str, enum.Enum):
+class AgentState(enum.StrEnum):
     LOGGED_OUT = "logged_out"
     READY = "ready"
     NOT_READY = "not_ready"

@@ -14,7 +14,7 @@ from acd.model import AgentState
 __all__ = ["TRANSITIONS", "AcdError", "AgentEvent", "InvalidTransition", "UnknownAgent", "transition"]
 
 
-class AgentEvent(str, enum.Enum):
+class AgentEvent(enum.StrEnum):
     LOGIN = "login"
     LOGOUT = "logout"
     SET_READY = "set_ready"

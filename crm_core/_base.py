@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import CursorResult, Result
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Executable
@@ -18,7 +19,7 @@ from crm_core.dto import CallDTO, ContactDTO, CustomerDTO
 from crm_core.errors import InvalidInput
 from crm_core.models import Call, Contact, Customer
 
-__all__ = ["StoreBase", "TimeLike", "to_dt", "to_epoch"]
+__all__ = ["StoreBase", "TimeLike", "rowcount", "to_dt", "to_epoch"]
 
 TimeLike = float | int | datetime
 T = TypeVar("T")
@@ -35,6 +36,12 @@ def to_dt(value: TimeLike | None) -> datetime | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidInput(f"expected epoch seconds or datetime, got {value!r}")
     return datetime.fromtimestamp(float(value), tz=UTC)
+
+
+def rowcount(result: Result[Any]) -> int:
+    """The rows an UPDATE or DELETE matched (a session types every result as a plain ``Result``)."""
+    assert isinstance(result, CursorResult)
+    return result.rowcount
 
 
 def to_epoch(value: datetime | None) -> float | None:

@@ -16,6 +16,7 @@ Value tiers (:class:`TierRule`): by default the top 20% of customers by monthly 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -98,7 +99,7 @@ def churn_score(
     codes = tuple(complaint_codes)
     recent = sorted((s for s in signals if now - WINDOW_S <= s.at <= now), key=lambda s: s.at)
     call_times = [s.at for s in recent if s.is_call]
-    repeats = sum(1 for a, b in zip(call_times, call_times[1:]) if b - a <= REPEAT_WINDOW_S)
+    repeats = sum(1 for a, b in itertools.pairwise(call_times) if b - a <= REPEAT_WINDOW_S)
     abandoned = sum(1 for s in recent if s.is_call and s.outcome == "abandoned")
     complaints = sum(1 for s in recent if is_complaint(s.disposition, codes))
     reasons: list[str] = []

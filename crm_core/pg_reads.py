@@ -19,14 +19,15 @@ from typing import Any
 import asyncpg
 from sqlalchemy.exc import DataError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.sql import Executable
+from sqlalchemy.sql import ClauseElement, Executable
+from sqlalchemy.sql.compiler import SQLCompiler
 
 __all__ = ["PgReads", "Row"]
 
 log = logging.getLogger(__name__)
 
 
-class Row(asyncpg.Record):
+class Row(asyncpg.Record):  # type: ignore[misc]  # asyncpg is untyped, so Record is Any
     """A record that also answers ``row.column`` like a SQLAlchemy Row."""
 
     def __getattr__(self, name: str) -> Any:
@@ -48,7 +49,9 @@ class _Compiled:
     __slots__ = ("defaults", "names", "processors", "sql")
 
     def __init__(self, stmt: Executable, engine: AsyncEngine) -> None:
+        assert isinstance(stmt, ClauseElement)  # a Core statement (SELECT ...)
         compiled = stmt.compile(dialect=engine.dialect)
+        assert isinstance(compiled, SQLCompiler)  # a statement's compiler, with its binds
         if any(b.expanding for b in compiled.binds.values()):
             raise ValueError("expanding IN parameters are not supported on the fast read path")
         self.sql = str(compiled)
@@ -58,7 +61,7 @@ class _Compiled:
 
     def args(self, params: Mapping[str, Any]) -> list[Any]:
         out = []
-        for name, proc in zip(self.names, self.processors):
+        for name, proc in zip(self.names, self.processors, strict=True):
             value = params[name] if name in params else self.defaults[name]
             out.append(proc(value) if proc is not None else value)
         return out
@@ -104,7 +107,7 @@ class PgReads:
             hit = self._compiled[stmt] = _Compiled(stmt, self._engine)
         return hit
 
-    async def fetch_many(self, batch: Sequence[tuple[Executable, Mapping[str, Any]]]) -> list[list[Row]]:
+    async def fetch_many(self, batch: Sequence[tuple[Executable, Mapping[str, Any]]]) -> list[Sequence[Row]]:
         """Run each (statement, params) in order on one pooled connection: the rows of each."""
         plans = [(self._compile(stmt), params) for stmt, params in batch]
         try:

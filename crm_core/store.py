@@ -19,9 +19,9 @@ import time
 from collections.abc import Generator, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
-from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy import BindParameter, bindparam, delete, func, select, update
 from sqlalchemy.orm import selectinload
 
 from crm_core import migrate
@@ -31,6 +31,7 @@ from crm_core._base import (
     call_dto,
     contact_dto,
     customer_dto,
+    rowcount,
     to_dt,
     to_epoch,
 )
@@ -60,6 +61,7 @@ __all__ = ["Store"]
 log = logging.getLogger(__name__)
 _ID_MIN, _ID_MAX = -(2**31), 2**31 - 1  # INTEGER primary keys
 _MONTH = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
+DEFAULT_TIER_RULE = TierRule()  # the top 20% by revenue are "key", the others "standard"
 
 
 class _Opening:
@@ -111,7 +113,7 @@ class Store(CallLogMixin, StaffMixin, SeedMixin, ErasureMixin, StoreBase):
         await self._close_reads()
         await self._engine.dispose()
 
-    async def __aenter__(self) -> Store:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(
@@ -150,7 +152,7 @@ class Store(CallLogMixin, StaffMixin, SeedMixin, ErasureMixin, StoreBase):
             cols = (c.c.id, c.c.account_no, c.c.name, c.c.email, c.c.segment, c.c.value_tier,
                     c.c.monthly_revenue, c.c.account_manager, phones.c.e164)
             live = c.c.erased.is_(False)
-            v = bindparam("v")
+            v: BindParameter[Any] = bindparam("v")
             with_phones = c.outerjoin(phones, phones.c.customer_id == c.c.id)
             stmts = self._stmt_cache["customer_by"] = {
                 "phone": select(*cols).select_from(with_phones.join(p, p.c.customer_id == c.c.id))
@@ -224,7 +226,7 @@ class Store(CallLogMixin, StaffMixin, SeedMixin, ErasureMixin, StoreBase):
                     select(CustomerPhone.e164, CustomerPhone.customer_id)
                     .where(CustomerPhone.e164.in_(numbers))
                 )
-                owners = {e164: owner for e164, owner in rows.all()}
+                owners = dict(rows.all())
             taken = sorted(n for n, owner in owners.items() if owner != cid)
             if taken:
                 raise Conflict(f"phone(s) {', '.join(taken)} belong to another customer")
@@ -278,7 +280,7 @@ class Store(CallLogMixin, StaffMixin, SeedMixin, ErasureMixin, StoreBase):
                 .order_by(CustomerRevenue.month.desc()).limit(1))).scalar_one()
             await s.execute(update(Customer).where(Customer.id == customer_id).values(monthly_revenue=latest))
 
-    async def assign_value_tiers(self, rule: TierRule = TierRule()) -> TierReport:
+    async def assign_value_tiers(self, rule: TierRule = DEFAULT_TIER_RULE) -> TierReport:
         """Apply the tier rule to every customer (two UPDATEs, whatever the size of the base).
 
         Returns the counts and the top-tier accounts that have no named account manager yet.
@@ -296,7 +298,8 @@ class Store(CallLogMixin, StaffMixin, SeedMixin, ErasureMixin, StoreBase):
             top = 0
             unmanaged: list[str] = []
             if is_top is not None:
-                top = (await s.execute(update(Customer).where(active, is_top).values(value_tier=rule.top_tier))).rowcount
+                top = rowcount(await s.execute(
+                    update(Customer).where(active, is_top).values(value_tier=rule.top_tier)))
                 unmanaged = list((await s.execute(
                     select(Customer.account_no).where(active, is_top, func.coalesce(Customer.account_manager, "") == "")
                     .order_by(Customer.monthly_revenue.desc()))).scalars())
@@ -313,7 +316,8 @@ class Store(CallLogMixin, StaffMixin, SeedMixin, ErasureMixin, StoreBase):
         assert now_dt is not None
         st = self._stmt_cache.get("360")
         if st is None:
-            cid, ct, ca = bindparam("cid"), Contact.__table__, Call.__table__
+            cid: BindParameter[Any] = bindparam("cid")
+            ct, ca = Contact.__table__, Call.__table__
             st = self._stmt_cache["360"] = (
                 select(ct).where(ct.c.customer_id == cid)
                 .order_by(ct.c.at.desc(), ct.c.id.desc()).limit(bindparam("n_contacts")),

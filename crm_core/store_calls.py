@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from crm_core._base import StoreBase, TimeLike, call_dto, to_dt, to_epoch
 from crm_core.dto import CallDTO
 from crm_core.errors import InvalidInput
-from crm_core.models import OUTCOMES, Call, CallEvent, Recording, utcnow
+from crm_core.models import OUTCOMES, Call, CallEvent, Recording, table_of, utcnow
 
 __all__ = ["CALL_FIELDS", "CallLogMixin", "CallLogOp"]
 
@@ -58,19 +58,20 @@ def call_values(fields: dict[str, Any]) -> dict[str, Any]:
     if unknown:
         raise InvalidInput(f"unknown call field(s): {', '.join(sorted(unknown))}")
     out: dict[str, Any] = {}
-    for key, value in fields.items():
+    for key, raw in fields.items():
+        value = raw
         if key in _TIME_FIELDS:
-            value = to_dt(value)
+            value = to_dt(raw)
         elif key == "ivr_path":
-            value = _join(value, "/")
+            value = _join(raw, "/")
         elif key == "skills":
-            value = _join(value, ",")
-        elif key in _STR_FIELDS and value is not None:
-            value = str(value)
-        elif key == "outcome" and value is not None and value not in OUTCOMES:
-            raise InvalidInput(f"outcome must be one of {OUTCOMES}, got {value!r}")
-        elif key in ("offers", "customer_id") and value is not None:
-            value = int(value)
+            value = _join(raw, ",")
+        elif key in _STR_FIELDS and raw is not None:
+            value = str(raw)
+        elif key == "outcome" and raw is not None and raw not in OUTCOMES:
+            raise InvalidInput(f"outcome must be one of {OUTCOMES}, got {raw!r}")
+        elif key in ("offers", "customer_id") and raw is not None:
+            value = int(raw)
         out[key] = value
     return out
 
@@ -159,8 +160,8 @@ class CallLogMixin(StoreBase):
         """Close the call log row (creating it if needed).
 
         Idempotent: once a row has ``ended_at``, a later call_end only fills columns that are
-        still empty (and an ``in_progress`` outcome). ``talk_s`` = ended − answered;
-        ``wait_s`` = (answered, else ended) − queued.
+        still empty (and an ``in_progress`` outcome). ``talk_s`` = ended - answered;
+        ``wait_s`` = (answered, else ended) - queued.
         """
         await self.call_log_batch([CallLogOp("end", call_id, {
             "at": at, "outcome": outcome, "hangup_cause": hangup_cause, "hangup_side": hangup_side,
@@ -225,7 +226,7 @@ class CallLogMixin(StoreBase):
 
     def _end_row(self, conn: Any, call_id: str, values: dict[str, Any]) -> None:
         """Close the row; once closed, a later end only fills what is still empty."""
-        t = Call.__table__
+        t = table_of(Call)
         conn.execute(self._row_statement("update", frozenset()), {"call_id": call_id, "updated_at": utcnow()})
         cache = self._stmt_cache
         if "select" not in cache:
@@ -265,7 +266,7 @@ class CallLogMixin(StoreBase):
         pks: dict[str, int] = {}
         for i in range(0, len(ids), 500):
             rows = session.execute(select(Call.call_id, Call.id).where(Call.call_id.in_(ids[i:i + 500])))
-            pks.update({cid: pk for cid, pk in rows})
+            pks.update(rows.all())
         params = []
         for op in events:
             f = op.fields

@@ -10,13 +10,15 @@ the WAL is checkpointed, so nothing of the person stays in the database files.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import delete, or_, select, update
 
-from crm_core._base import StoreBase
+from crm_core._base import StoreBase, rowcount
 from crm_core.errors import NotFound
 from crm_core.models import Call, CallEvent, Contact, Customer, CustomerPhone, CustomerRevenue, Recording
 
@@ -53,12 +55,12 @@ class ErasureMixin(StoreBase):
             for ev in (await s.execute(select(CallEvent).where(CallEvent.call_pk.in_(call_pks)))).scalars():
                 if PERSONAL_KEYS & set(ev.data):
                     ev.data = {k: v for k, v in ev.data.items() if k not in PERSONAL_KEYS}
-            contacts = (await s.execute(update(Contact).where(Contact.customer_id == customer_id)
-                                        .values(notes=None))).rowcount
+            contacts = rowcount(await s.execute(update(Contact).where(Contact.customer_id == customer_id)
+                                                .values(notes=None)))
             recs = list((await s.execute(select(Recording).where(
                 Recording.call_pk.in_(call_pks), Recording.erased.is_(False)))).scalars())
+            await asyncio.to_thread(_delete_files, [r.path for r in recs])
             for r in recs:
-                Path(r.path).unlink(missing_ok=True)
                 r.erased, r.sha256 = True, None
             await s.execute(delete(CustomerPhone).where(CustomerPhone.customer_id == customer_id))
             await s.execute(delete(CustomerRevenue).where(CustomerRevenue.customer_id == customer_id))
@@ -69,3 +71,9 @@ class ErasureMixin(StoreBase):
                 await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
         log.info("customer erased", extra={"customer_id": customer_id, "calls": len(call_pks)})
         return ErasureReport(customer_id, len(call_pks), contacts, len(recs))
+
+
+def _delete_files(paths: Iterable[str]) -> None:
+    """Delete recording files, a file already gone included (in a worker thread: disk I/O)."""
+    for path in paths:
+        Path(path).unlink(missing_ok=True)

@@ -48,7 +48,7 @@ class StaffMixin(StoreBase):
             await s.execute(delete(AgentSkill).where(AgentSkill.agent_id == agent_id))
             if skills:
                 rows = await s.execute(select(Skill.name, Skill.id).where(Skill.name.in_(skills)))
-                ids = {skill_name: skill_id for skill_name, skill_id in rows.all()}
+                ids = dict(rows.all())
                 s.add_all(
                     AgentSkill(agent_id=agent_id, skill_id=ids[n], proficiency=int(level))
                     for n, level in skills.items()

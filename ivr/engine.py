@@ -107,7 +107,7 @@ def command_for(node: Node) -> Command:
 
 def _enter(flow: Flow, state: IvrState, target: str) -> tuple[IvrState, Command]:
     node = flow.nodes[target]
-    st = replace(state, node=target, path=state.path + (target,), done=isinstance(node, (QueueNode, HangupNode)))
+    st = replace(state, node=target, path=(*state.path, target), done=isinstance(node, (QueueNode, HangupNode)))
     return st, command_for(node)
 
 
@@ -131,11 +131,13 @@ def step(flow: Flow, state: IvrState, inp: Input) -> tuple[IvrState, Command]:
             st = replace(state, choice=digits, last_digits=digits)
             return _enter(flow, st, node.options[digits])
         failed = state.attempts_at(node.name) + 1
-        attempts = tuple((n, c) for n, c in state.attempts if n != node.name) + ((node.name, failed),)
+        attempts = (*((n, c) for n, c in state.attempts if n != node.name), (node.name, failed))
         st = replace(state, attempts=attempts, last_digits=digits or "")
         if failed > node.retries:
             target = node.on_fail
+        elif digits:
+            target = node.on_invalid
         else:
-            target = node.on_timeout if not digits else node.on_invalid
+            target = node.on_timeout
         return _enter(flow, st, target)
     raise StepError(flow.name, state.node, f"input {type(inp).__name__} does not fit a {type(node).__name__}")

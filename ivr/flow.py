@@ -101,7 +101,7 @@ def edges(node: Node) -> list[tuple[str, str]]:
         return [("next", node.next)] + [(f"if_tier.{k}", v) for k, v in node.if_tier.items()]
     if isinstance(node, MenuNode):
         out = [(f"options.{d}.goto", t) for d, t in node.options.items()]
-        return out + [("on_timeout", node.on_timeout), ("on_invalid", node.on_invalid), ("on_fail", node.on_fail)]
+        return [*out, ("on_timeout", node.on_timeout), ("on_invalid", node.on_invalid), ("on_fail", node.on_fail)]
     return []
 
 
@@ -194,8 +194,8 @@ def _parse_node(r: _Reader, name: str, d: Any) -> Node:
         options[digit] = t
     on_timeout = r.str_(d, "on_timeout", path)
     on_invalid = r.str_(d, "on_invalid", path)
-    on_fail = r.str_(d, "on_fail", path, required=False) or on_timeout
     assert prompt is not None and on_timeout is not None and on_invalid is not None
+    on_fail = r.str_(d, "on_fail", path, required=False) or on_timeout
     return MenuNode(
         name, prompt, options, on_timeout, on_invalid, on_fail,
         timeout_ms=r.int_(d, "timeout_ms", path, 3000, 100, 120_000),
@@ -273,7 +273,7 @@ def _check_unbounded_cycles(flow: Flow) -> None:
             if t not in plain:
                 continue
             if color.get(t) == 1:
-                cycle = stack[stack.index(t):] + [t]
+                cycle = [*stack[stack.index(t):], t]
                 raise FlowError(
                     flow.source, f"nodes.{n}.{key}", "loop without an exit: " + " -> ".join(cycle)
                 )

@@ -38,6 +38,9 @@ from ivr.flow import Flow
 
 log = logging.getLogger(__name__)
 
+# where a caller goes when the IVR fails: queue "support", skill "support", normal priority
+DEFAULT_FALLBACK = Enqueue("support", ("support",), 0)
+
 
 class CustomerLike(Protocol):
     @property
@@ -73,6 +76,15 @@ def _caller(env: dict[str, str], key: str) -> str:
     return clean_caller(env.get(key))
 
 
+def _digits_of(inp: Input) -> str:
+    """The digits an input carries, for the node's ``IvrStep``."""
+    if isinstance(inp, PlayDone):
+        return inp.digits
+    if isinstance(inp, DigitsInput):
+        return inp.value or ""
+    return ""
+
+
 class _Log(logging.LoggerAdapter[logging.Logger]):
     def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
         return f"[{self.extra['call_id'] if self.extra else '?'}] {msg}", kwargs
@@ -88,7 +100,7 @@ class IvrRunner:
         *,
         call_id_for: Callable[[dict[str, str]], str] = default_call_id,
         hangup_exc: tuple[type[BaseException], ...] = (AgiHangup,),
-        fallback: Enqueue = Enqueue("support", ("support",), 0),
+        fallback: Enqueue = DEFAULT_FALLBACK,
         new_cti_call_id: Callable[[], str] = lambda: str(uuid.uuid4()),
     ) -> None:
         self._flows = flows
@@ -128,8 +140,7 @@ class IvrRunner:
                     await session.hangup()
                     return state
                 inp = await self._execute(session, cmd, env, lg)
-                digits = inp.digits if isinstance(inp, PlayDone) else (inp.value or "") if isinstance(inp, DigitsInput) else ""
-                self._step(call_id, state.node, digits)
+                self._step(call_id, state.node, _digits_of(inp))
                 state, cmd = step(flow, state, inp)
         except asyncio.CancelledError:
             raise
@@ -137,7 +148,7 @@ class IvrRunner:
             lg.info("caller left the IVR%s", f" at {state.node}" if state else "")
             self._step(call_id, "hangup", "")
             return None
-        except Exception:
+        except Exception:  # noqa: BLE001  logged with its traceback, the caller goes to the fallback queue (STYLE 6)
             lg.exception("IVR %s failed; sending the caller to queue %s", flow_name, self._fallback.queue)
             await self._safe_fallback(session, call_id, cti_call_id, state)
             return None
@@ -155,7 +166,7 @@ class IvrRunner:
                 cust = await self._lookup.find_customer_by_phone(raw)
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception:  # noqa: BLE001  logged with its traceback; the flow goes on for an unknown caller
                 lg.exception("CRM lookup of %r failed; continuing as unknown caller", raw)
                 return LookupResult()
             return LookupResult(cust.id, cust.value_tier) if cust is not None else LookupResult()

@@ -116,7 +116,7 @@ class Connection:
                 self.sent += 1
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # write timeout, reset connection, closing transport
+        except Exception as exc:  # noqa: BLE001  write timeout, reset, closing transport: logged, socket closed
             log.info("websocket send failed: %s", type(exc).__name__,
                      extra={"agent_id": self.agent_id, "user": self.username})
             self.close(WSCloseCode.GOING_AWAY, b"send failed")
@@ -184,7 +184,7 @@ class Hub:
         if self.deps.config.not_ready_on_disconnect:
             try:
                 self.deps.acd.set_not_ready(conn.agent_id, "disconnected")
-            except Exception as exc:  # logged out, on a call ...: nothing to do
+            except Exception as exc:  # noqa: BLE001  logged out, on a call ...: logged, nothing to do
                 log.debug("not_ready on disconnect refused: %s", exc, extra={"agent_id": conn.agent_id})
 
     def add_supervisor(self, conn: Connection) -> None:
@@ -248,7 +248,7 @@ class Hub:
             return
         try:
             reply = self._command(conn, msg)
-        except Exception as exc:  # the ACD refused (illegal state change, unknown call ...)
+        except Exception as exc:  # noqa: BLE001  the ACD refused (illegal state change, unknown call ...): error frame
             code = getattr(exc, "error_id", "rejected")
             conn.send(encode(ErrorMsg(str(code), str(exc) or type(exc).__name__, msg.TYPE)))
             return

@@ -139,8 +139,10 @@ def upgrade() -> None:
     sa.Column('agent_id', sa.String(length=64), nullable=False),
     sa.Column('skill_id', sa.Integer(), nullable=False),
     sa.Column('proficiency', sa.Integer(), nullable=False),
-    sa.ForeignKeyConstraint(['agent_id'], ['agents.id'], name=op.f('fk_agent_skills_agent_id_agents'), ondelete='CASCADE'),
-    sa.ForeignKeyConstraint(['skill_id'], ['skills.id'], name=op.f('fk_agent_skills_skill_id_skills'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['agent_id'], ['agents.id'],
+                            name=op.f('fk_agent_skills_agent_id_agents'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['skill_id'], ['skills.id'],
+                            name=op.f('fk_agent_skills_skill_id_skills'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('agent_id', 'skill_id', name=op.f('pk_agent_skills'))
     )
     op.create_table('call_events',
@@ -170,7 +172,8 @@ def upgrade() -> None:
     sa.Column('attempts', sa.Integer(), nullable=False),
     sa.Column('agent_id', sa.String(length=64), nullable=True),
     sa.Column('completed_at', crm_core.models.UTCDateTime(timezone=True), nullable=True),
-    sa.ForeignKeyConstraint(['customer_id'], ['customers.id'], name=op.f('fk_callbacks_customer_id_customers'), ondelete='SET NULL'),
+    sa.ForeignKeyConstraint(['customer_id'], ['customers.id'],
+                            name=op.f('fk_callbacks_customer_id_customers'), ondelete='SET NULL'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_callbacks'))
     )
     with op.batch_alter_table('callbacks', schema=None) as batch_op:
@@ -187,7 +190,8 @@ def upgrade() -> None:
     sa.Column('disposition', sa.String(length=64), nullable=True),
     sa.Column('notes', sa.Text(), nullable=True),
     sa.Column('call_id', sa.String(length=128), nullable=True),
-    sa.ForeignKeyConstraint(['customer_id'], ['customers.id'], name=op.f('fk_contacts_customer_id_customers'), ondelete='SET NULL'),
+    sa.ForeignKeyConstraint(['customer_id'], ['customers.id'],
+                            name=op.f('fk_contacts_customer_id_customers'), ondelete='SET NULL'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_contacts'))
     )
     with op.batch_alter_table('contacts', schema=None) as batch_op:
@@ -199,7 +203,8 @@ def upgrade() -> None:
     sa.Column('customer_id', sa.Integer(), nullable=False),
     sa.Column('e164', sa.String(length=16), nullable=False),
     sa.Column('label', sa.String(length=32), nullable=True),
-    sa.ForeignKeyConstraint(['customer_id'], ['customers.id'], name=op.f('fk_customer_phones_customer_id_customers'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['customer_id'], ['customers.id'],
+                            name=op.f('fk_customer_phones_customer_id_customers'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_customer_phones'))
     )
     with op.batch_alter_table('customer_phones', schema=None) as batch_op:
@@ -228,7 +233,8 @@ def upgrade() -> None:
     sa.Column('username', sa.String(length=64), nullable=False),
     sa.Column('at', crm_core.models.UTCDateTime(timezone=True), nullable=False),
     sa.Column('action', sa.String(length=32), nullable=False),
-    sa.ForeignKeyConstraint(['recording_id'], ['recordings.id'], name=op.f('fk_recording_access_recording_id_recordings')),
+    sa.ForeignKeyConstraint(['recording_id'], ['recordings.id'],
+                            name=op.f('fk_recording_access_recording_id_recordings')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_recording_access'))
     )
     with op.batch_alter_table('recording_access', schema=None) as batch_op:
