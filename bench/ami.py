@@ -272,7 +272,42 @@ def measure(impl: str, n_events: int, timeout: float, profile: bool = False) -> 
     return result
 
 
+def _parse_mb_per_s(stream: bytes, read_size: int) -> float:
+    """The sans-I/O parser alone, fed ``stream`` in reads of ``read_size`` bytes (0: all at once)."""
+    from cti.ami.protocol import AmiParser
+
+    parser = AmiParser(expect_banner=False)
+    reads = [stream] if read_size <= 0 else [stream[i:i + read_size] for i in range(0, len(stream), read_size)]
+    t0 = time.perf_counter()
+    for chunk in reads:
+        parser.feed(chunk)
+    return len(stream) / (time.perf_counter() - t0) / 1e6
+
+
+def _trickle_seconds(size: int) -> float:
+    """One message of ``size`` bytes fed a byte at a time (the scan must stay linear)."""
+    from cti.ami.protocol import AmiParser
+
+    data = b"A: b\r\n" * (size // 6) + b"\r\n"
+    parser = AmiParser(expect_banner=False, max_headers=size)
+    t0 = time.perf_counter()
+    for i in range(len(data)):
+        parser.feed(data[i:i + 1])
+    return time.perf_counter() - t0
+
+
+def run_parser(report: Report, opts: Options) -> None:
+    stream = b"".join(ami_events())
+    while len(stream) < (256_000 if opts.quick else 1_000_000):
+        stream += stream
+    for name, size in (("whole", 0), ("64b", 64), ("1b", 1)):
+        report.add("ami_parse_mb_per_s", f"cti_{name}_reads", _parse_mb_per_s(stream, size))
+    for kb in (16, 128) if opts.quick else (16, 32, 64, 128):
+        report.add(f"ami_trickle_{kb}kb_s", "cti", _trickle_seconds(kb * 1024), lower_is_better=True)
+
+
 def run(report: Report, opts: Options) -> None:
+    run_parser(report, opts)
     mix = ami_mix(ami_events())
     report.note(f"ami stream: {sum(mix.values())} events per cycle from 2 recorded queue calls; "
                 + ", ".join(f"{k} {v}" for k, v in mix.most_common(6)) + ", ...")

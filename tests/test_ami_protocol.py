@@ -6,6 +6,8 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from cti.ami.protocol import (
     AmiFramingError,
@@ -155,3 +157,26 @@ def test_a_repeated_header_gives_its_first_value_before_and_after_the_index() ->
     msg.index()
     assert msg.get("Variable") == "a=1"  # from the header dict
     assert msg.get("variable") == "a=1"
+
+
+@given(st.lists(st.sampled_from([b"Event: A\r\nX: 1\r\n\r\n", b"Event: B\n\n", b"\r\n", b"\n",
+                                 b"Response: Success\r\nMessage: m\r\n\r\n"]), min_size=1, max_size=12),
+       st.lists(st.integers(min_value=1, max_value=9), min_size=1, max_size=40))
+def test_any_read_sizes_give_the_messages_of_one_read(parts: list[bytes], sizes: list[int]) -> None:
+    """The parser resumes its search between reads: reads of any size, terminators split across them,
+    give exactly the messages of one whole read."""
+    data = b"".join(parts)
+    whole = AmiParser(expect_banner=False).feed(data)
+    p, got, i, k = AmiParser(expect_banner=False), [], 0, 0
+    while i < len(data):
+        n = sizes[k % len(sizes)]
+        got += p.feed(data[i:i + n])
+        i, k = i + n, k + 1
+    assert got == whole and p.buffered == 0
+
+
+def test_a_message_trickled_a_byte_at_a_time_parses_once_complete() -> None:
+    data = b"A: b\r\n" * 21845 + b"\r\n"  # 128 KB: linear scanning (bench: ami_trickle_128kb_s)
+    p = AmiParser(expect_banner=False, max_headers=30_000)
+    out = [m for i in range(len(data)) for m in p.feed(data[i:i + 1])]
+    assert len(out) == 1 and isinstance(out[0], Message) and out[0].get("A") == "b"

@@ -217,6 +217,9 @@ class AmiParser:
         max_headers: int = MAX_HEADERS,
     ) -> None:
         self._buf = bytearray()
+        # where the search for the unfinished message's end resumes: the bytes before it hold no
+        # terminator, so a message trickled in byte by byte is scanned once (linear, not quadratic)
+        self._scan_from = 0
         self._need_banner = expect_banner
         self.max_line = max_line
         self.max_message = max_message
@@ -243,8 +246,10 @@ class AmiParser:
             start = nl + 1
         find = buf.find
         # next "\n\r\n" / "\n\n" at or after start (-1: none in this buffer): each is searched
-        # again only once start has passed it, so a feed stays linear in its size
+        # again only once start has passed it, so a feed stays linear in its size; the first search
+        # resumes where the last feed's ended (a terminator may straddle the two feeds: back 2 bytes)
         na = nb = -2
+        resume = self._scan_from
         while start < n:
             c = buf[start]
             if c == 0x0A:  # an empty line between messages
@@ -254,11 +259,12 @@ class AmiParser:
                 start += 2
                 continue
             if na != -1 and na < start:
-                na = find(b"\n\r\n", start)
+                na = find(b"\n\r\n", max(start, resume))
             if nb != -1 and nb < start:
-                nb = find(b"\n\n", start)
+                nb = find(b"\n\n", max(start, resume))
             a, b = na, nb
             if a < 0 and b < 0:
+                resume = max(start, n - 2)  # no terminator before this: the next feed starts here
                 break
             if a < 0 or (0 <= b < a):
                 end, nxt = b, b + 2
@@ -279,6 +285,9 @@ class AmiParser:
             out.append(Message(text=block.decode("utf-8", "replace")))
             self.messages_parsed += 1
             start = nxt
+        else:
+            resume = max(start, n - 2)
+        self._scan_from = max(resume - start, 0)
         if start:
             del buf[:start]
         rest = len(buf)
