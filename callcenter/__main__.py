@@ -2,6 +2,9 @@
 
 import sys
 
-from callcenter.cli import main
+try:
+    from callcenter.cli import main
+except KeyboardInterrupt:  # Ctrl-C while loading: quiet, as in main()
+    sys.exit(130)
 
 sys.exit(main())

@@ -1,6 +1,6 @@
 """Composition root: wires the Asterisk links, IVR, ACD, web edge and CRM store.
 
-Nothing imports this module; only ``callcenter.cli`` uses it.  Start order: store, bus, ACD,
+Nothing outside ``callcenter`` imports this module (``cli`` and ``simulate`` use it).  Start order: store, bus, ACD,
 call-log writer, FastAGI server, web server; then the AMI links (``connect_ami``), whose
 every (re)connect triggers a resynchronisation of that server's live calls.
 
@@ -13,12 +13,13 @@ Redirect goes to the server its call id names.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from aiohttp import web
 
@@ -28,11 +29,12 @@ from acd.model import Agent, QueueConfig
 from acd.offer import HoldHandler, OfferHandler
 from acd.stats import StatsFold
 from callcenter.settings import AmiSettings, Settings
+from callcenter.startup import DB_VIA_SETTINGS, ami_unavailable, database_errors, listening
 from crm_core.store import Store
 from cti import dialplan as dp
 from cti.agi.server import FastAgiServer
 from cti.agi.session import AgiSession
-from cti.ami.client import AmiClient
+from cti.ami.client import AmiClient, AmiNotConnected
 from cti.ami.protocol import Message
 from cti.bus import Bus
 from cti.calls import CallTracker
@@ -62,9 +64,11 @@ class AsteriskLink:
 
 class CtiApp:
     def __init__(self, settings: Settings, *, db_url: str | None = None,
-                 agent_passwords: dict[str, str] | None = None, migrate: bool = True) -> None:
+                 agent_passwords: dict[str, str] | None = None, migrate: bool = True,
+                 db_source: str = DB_VIA_SETTINGS) -> None:
         self.settings = settings
         self.db_url = db_url or settings.database.url
+        self.db_source = db_source  # where db_url was configured, for the start-up error
         self.agent_passwords = agent_passwords or {}
         self.migrate = migrate  # False: refuse an outdated schema instead of upgrading it
         self.bus = Bus()
@@ -100,8 +104,13 @@ class CtiApp:
     # -- lifecycle --------------------------------------------------------------------
 
     async def start(self, *, http_port: int | None = None, agi_port: int | None = None) -> None:
+        """Start everything but the AMI links.  A failure raises (a port taken:
+        :class:`~callcenter.startup.ListenError`, the database:
+        :class:`~callcenter.startup.DatabaseError` or ``SchemaOutdated``, a flow: ``FlowError``)
+        and leaves what did start for :meth:`stop`."""
         s = self.settings
-        self.store = await Store.open(self.db_url, create=self.migrate)
+        with database_errors(self.db_url, self.db_source):
+            self.store = await Store.open(self.db_url, create=self.migrate)
         agents = [Agent(a.id, a.name, a.id, dict(a.skills)) for a in s.agents]
         for a in s.agents:
             await self.store.upsert_agent(a.id, a.name, a.id, dict(a.skills))
@@ -122,6 +131,8 @@ class CtiApp:
             raise FlowError(s.ivr.flows_dir, "", f"no flow {s.ivr.default_flow!r} (ivr.default_flow) among "
                             f"{sorted(flows)}")
         default_q = queues.get(s.acd.default_queue)
+        # ivr.runner.CustomerLike.value_tier says str, the store's CustomerDTO (and the engine's
+        # LookupResult.tier) str | None: the protocol in ivr/ is the one to widen
         self.ivr = IvrRunner(flows, self.bus, self.store)
         self.agi = FastAgiServer(host=s.agi.bind_host, port=s.agi.port if agi_port is None else agi_port,
                                  max_sessions=s.agi.max_sessions, command_timeout=s.agi.command_timeout_s,
@@ -129,37 +140,44 @@ class CtiApp:
         self.agi.route(dp.SCRIPT_IVR_PREFIX, self._run_ivr)
         self.agi.route(dp.SCRIPT_HOLD, HoldHandler())
         self.agi.route(dp.SCRIPT_OFFER_PREFIX, OfferHandler(self.distributor))
-        await self.agi.start()
+        with listening("FastAGI", self.agi.host, self.agi.port, "agi"):
+            await self.agi.start()
         self._default_queue = default_q
 
         deps = WebDeps(bus=self.bus, auth=self.store, customers=self.store, acd=self.distributor)
         app = build_app(deps, allowed_origins=list(s.http.allowed_origins))
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, s.http.bind_host, s.http.port if http_port is None else http_port)
-        await site.start()
+        port = s.http.port if http_port is None else http_port
+        site = web.TCPSite(self._runner, s.http.bind_host, port)
+        with listening("HTTP", s.http.bind_host, port, "http"):
+            await site.start()
         server = getattr(site, "_server", None)
         if server is not None and server.sockets:
             self.http_port = server.sockets[0].getsockname()[1]
         log.info("cti started", extra={"http_port": self.http_port, "agi_port": self.agi.port})
 
     async def connect_ami(self, host: str | None = None, port: int | None = None, *,
-                          where: dict[str, tuple[str, int]] | None = None) -> None:
+                          where: dict[str, tuple[str, int]] | None = None, timeout: float = 10.0) -> None:
         """Connect every server's AMI link; ``host``/``port`` override the first server's
-        address, ``where`` any server's (by name)."""
+        address, ``where`` any server's (by name).  A link not logged in within ``timeout``
+        seconds raises :class:`~callcenter.startup.AmiUnavailable` saying why."""
         where = dict(where or {})
         if host or port:
             s0 = self.first.settings
             where.setdefault(self.first.name, (host or s0.host, port or s0.port))
-        for link in self.links.values():
+        for index, link in enumerate(self.links.values()):
             s = link.settings
             h, p = where.get(link.name, (s.host, s.port))
-            link.client = AmiClient(h, p, s.username, s.secret.get_secret_value(), name=s.name,
-                                    auth=s.auth, events=s.events)
-            link.client.add_listener(lambda msg, link=link: self._on_ami_event(link, msg))
-            link.client.on_connected(lambda link=link: self._resync(link))
-            link.client.on_disconnected(link.tracker.link_lost)
-            await link.client.start()
+            client = link.client = AmiClient(h, p, s.username, s.secret.get_secret_value(), name=s.name,
+                                             auth=s.auth, events=s.events)
+            client.add_listener(functools.partial(self._on_ami_event, link))
+            client.on_connected(functools.partial(self._resync, link))
+            client.on_disconnected(link.tracker.link_lost)
+            try:
+                await client.start(timeout=timeout)
+            except AmiNotConnected:
+                raise await ami_unavailable(s, index, h, p, timeout, len(self.links) > 1) from None
 
     async def stop(self) -> None:
         for link in self.links.values():
@@ -176,8 +194,12 @@ class CtiApp:
         if self.store:
             await self.store.close()
 
-    async def __aenter__(self) -> CtiApp:
-        await self.start()
+    async def __aenter__(self) -> Self:
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()
+            raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:

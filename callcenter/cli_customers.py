@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import csv
 import json
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any, TextIO
+from typing import Any, TextIO
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from callcenter.settings import Settings
+from callcenter.startup import DB_VIA_FLAG, DB_VIA_SETTINGS, open_store
 from crm_core.csvio import (
     ROW,
     CsvHeaderError,
@@ -34,7 +36,6 @@ from crm_core.csvio import (
 )
 from crm_core.dto import CustomerDTO
 from crm_core.errors import NotFound
-from crm_core.store import Store
 from crm_core.store_erasure import ErasureReport
 
 __all__ = ["add_customer_commands"]
@@ -53,6 +54,11 @@ def db_url(args: argparse.Namespace, load: Loader) -> str:
     return load(getattr(args, "config", None)).database.url
 
 
+def db_via(args: argparse.Namespace) -> str:
+    """Where the database of :func:`db_url` was chosen, for an error that names the fix."""
+    return DB_VIA_FLAG if args.db else DB_VIA_SETTINGS
+
+
 def _missing_sqlite(url: str) -> str | None:
     """The path of a SQLite database file that does not exist (reading must not create it)."""
     parsed = make_url(url)
@@ -61,6 +67,10 @@ def _missing_sqlite(url: str) -> str | None:
             and not db.startswith("file:") and not Path(db).expanduser().exists():
         return db
     return None
+
+
+def _no_database(cmd: str, path: str) -> int:
+    return _fail(cmd, f"no database at {path}; name an existing one with --db, or create it with `cti db upgrade`")
 
 
 def _fail(cmd: str, message: str, code: int = 2) -> int:
@@ -105,7 +115,7 @@ def _progress(t0: float) -> Callable[[ImportStats], None]:
     return show
 
 
-async def _import(url: str, path: Path, report: TextIO | None, batch: int) -> int:
+async def _import(url: str, via: str, path: Path, report: TextIO | None, batch: int) -> int:
     try:
         f = path.open(encoding="utf-8-sig", newline="")
     except OSError as e:
@@ -126,7 +136,7 @@ async def _import(url: str, path: Path, report: TextIO | None, batch: int) -> in
                   file=sys.stderr)
         reporter = _Reporter(report)
         t0 = time.monotonic()
-        async with Store.open(url) as store:
+        async with open_store(url, via=via) as store:
             try:
                 stats = await import_records(store, header, rows, batch_size=batch,
                                              on_reject=reporter, on_progress=_progress(t0))
@@ -147,29 +157,27 @@ def cmd_import(args: argparse.Namespace, load: Loader) -> int:
     url = db_url(args, load)
     if args.batch < 1:
         return _fail("import", "--batch must be >= 1")
-    report: IO[str] | None = None
-    if args.report:
+    with contextlib.ExitStack() as stack:
+        report: TextIO | None = None
+        if args.report:
+            try:
+                report = stack.enter_context(open(args.report, "w", encoding="utf-8", newline=""))
+            except OSError as e:
+                return _fail("import", f"cannot write report {args.report}: {e.strerror or e}")
         try:
-            report = open(args.report, "w", encoding="utf-8", newline="")
-        except OSError as e:
-            return _fail("import", f"cannot write report {args.report}: {e.strerror or e}")
-    try:
-        return asyncio.run(_import(url, Path(args.file), report, args.batch))
-    except SQLAlchemyError as e:
-        return _fail("import", f"database error: {e.__class__.__name__}: {e.args[0] if e.args else e}"
-                     " (the batches before it were imported)", 1)
-    finally:
-        if report is not None:
-            report.close()
+            return asyncio.run(_import(url, db_via(args), Path(args.file), report, args.batch))
+        except SQLAlchemyError as e:
+            return _fail("import", f"database error: {e.__class__.__name__}: {e.args[0] if e.args else e}"
+                         " (the batches before it were imported)", 1)
 
 
 # -- export -----------------------------------------------------------------------------------
 
 
-async def _export(url: str, out: TextIO) -> int:
+async def _export(url: str, via: str, out: TextIO) -> int:
     writer = csv.writer(out, lineterminator="\n")
     n = -1
-    async with Store.open(url, create=False) as store:
+    async with open_store(url, create=False, via=via) as store:
         async for fields in export_rows(store):
             writer.writerow(fields)
             n += 1
@@ -179,14 +187,14 @@ async def _export(url: str, out: TextIO) -> int:
 def cmd_export(args: argparse.Namespace, load: Loader) -> int:
     url = db_url(args, load)
     if (missing := _missing_sqlite(url)) is not None:
-        return _fail("export", f"no database at {missing}")
+        return _no_database("export", missing)
     try:
         if args.output in (None, "-"):
-            n = asyncio.run(_export(url, sys.stdout))
+            n = asyncio.run(_export(url, db_via(args), sys.stdout))
             sys.stdout.flush()
         else:
             with open(args.output, "w", encoding="utf-8", newline="") as out:
-                n = asyncio.run(_export(url, out))
+                n = asyncio.run(_export(url, db_via(args), out))
     except OSError as e:
         return _fail("export", f"cannot write {args.output or 'stdout'}: {e.strerror or e}")
     except SQLAlchemyError as e:
@@ -198,8 +206,8 @@ def cmd_export(args: argparse.Namespace, load: Loader) -> int:
 # -- show -------------------------------------------------------------------------------------
 
 
-async def _show(url: str, number: str) -> dict[str, Any] | None:
-    async with Store.open(url, create=False) as store:
+async def _show(url: str, via: str, number: str) -> dict[str, Any] | None:
+    async with open_store(url, create=False, via=via) as store:
         customer = (await store.find_customer_by_account(number)
                     or await store.find_customer_by_phone(number))
         if customer is None:
@@ -214,9 +222,9 @@ async def _show(url: str, number: str) -> dict[str, Any] | None:
 def cmd_show(args: argparse.Namespace, load: Loader) -> int:
     url = db_url(args, load)
     if (missing := _missing_sqlite(url)) is not None:
-        return _fail("show", f"no database at {missing}")
+        return _no_database("show", missing)
     try:
-        view = asyncio.run(_show(url, args.number))
+        view = asyncio.run(_show(url, db_via(args), args.number))
     except SQLAlchemyError as e:
         return _fail("show", f"database error: {e.__class__.__name__}: {e.args[0] if e.args else e}")
     if view is None:
@@ -237,8 +245,9 @@ def cmd_show(args: argparse.Namespace, load: Loader) -> int:
 # -- erase ------------------------------------------------------------------------------------
 
 
-async def _erase(url: str, number: str, confirmed: bool) -> tuple[CustomerDTO | None, ErasureReport | None]:
-    async with Store.open(url, create=False) as store:
+async def _erase(url: str, via: str, number: str,
+                 confirmed: bool) -> tuple[CustomerDTO | None, ErasureReport | None]:
+    async with open_store(url, create=False, via=via) as store:
         customer = (await store.find_customer_by_account(number)
                     or await store.find_customer_by_phone(number))
         if customer is None or not confirmed:
@@ -250,9 +259,9 @@ def cmd_erase(args: argparse.Namespace, load: Loader) -> int:
     """Erase one customer's personal data (the right to erasure); the call statistics stay."""
     url = db_url(args, load)
     if (missing := _missing_sqlite(url)) is not None:
-        return _fail("erase", f"no database at {missing}")
+        return _no_database("erase", missing)
     try:
-        customer, report = asyncio.run(_erase(url, args.number, args.yes))
+        customer, report = asyncio.run(_erase(url, db_via(args), args.number, args.yes))
     except SQLAlchemyError as e:
         return _fail("erase", f"database error: {e.__class__.__name__}: {e.args[0] if e.args else e}")
     if customer is None:
@@ -274,17 +283,19 @@ def add_customer_commands(sub: Any, load: Loader) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = sub.add_parser(
         "customers", help="import/export customer CSV files, show a customer",
         description="Customer CSV files (docs/customers-csv.md) and the customer 360 view.")
-    group = p.add_subparsers(dest="customers_cmd", required=True)
+    group = p.add_subparsers(dest="customers_cmd", required=True, metavar="ACTION", help="what to do")
 
     def db_option(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--db", metavar="URL", default=None,
                         help="database URL, or a SQLite file path (default: database.url)")
-        sp.add_argument("--config", default=argparse.SUPPRESS, help="path to cti.toml")
+        sp.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
+                        help="the TOML configuration file (default: config/cti.toml)")
 
     i = group.add_parser("import", help="upsert customers from a CSV file by account number")
-    i.add_argument("file", metavar="FILE.csv")
+    i.add_argument("file", metavar="FILE.csv", help="the CSV file to import (docs/customers-csv.md)")
     i.add_argument("--report", metavar="FILE", help="write the rejected rows to this CSV file")
-    i.add_argument("--batch", type=int, default=2000, help="rows per transaction (default 2000)")
+    i.add_argument("--batch", type=int, default=2000, metavar="ROWS",
+                   help="rows per transaction (default %(default)s)")
     db_option(i)
     i.set_defaults(fn=lambda a: cmd_import(a, load))
     e = group.add_parser("export", help="write every customer as CSV (the import format)")

@@ -16,7 +16,7 @@ import ipaddress
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -272,7 +272,7 @@ class Settings(_Model):
         data = self.model_dump(mode="python", by_alias=True)
         secret = self.ami.secret.get_secret_value()
         data["ami"]["secret"] = REDACTED if secret else ""
-        for srv, out in zip(self.ami_servers, data["ami_servers"]):
+        for srv, out in zip(self.ami_servers, data["ami_servers"], strict=True):
             out["secret"] = REDACTED if srv.secret.get_secret_value() else ""
         for agent in data["agents"]:
             if agent["password"]:
@@ -319,7 +319,7 @@ def _dotted(loc: tuple[str | int, ...]) -> str:
 def _reason(err: Mapping[str, Any]) -> str:
     t, ctx = err["type"], err.get("ctx") or {}
     inp = err.get("input")
-    simple = {
+    simple: dict[str, Callable[[], str]] = {
         "greater_than": lambda: f"must be > {ctx['gt']}",
         "greater_than_equal": lambda: f"must be >= {ctx['ge']}",
         "less_than": lambda: f"must be < {ctx['lt']}",
@@ -334,7 +334,7 @@ def _reason(err: Mapping[str, Any]) -> str:
     if t in simple:
         return simple[t]()
     msg = err["msg"]
-    if t.endswith("_type") or t.endswith("_parsing"):
+    if t.endswith(("_type", "_parsing")):
         return f"wrong type: {msg[0].lower() + msg[1:]}, got {type(inp).__name__} {inp!r}"
     return f"{msg[0].lower() + msg[1:]} (got {inp!r})"
 
@@ -366,10 +366,10 @@ def load_settings(
         except tomllib.TOMLDecodeError as e:
             raise SettingsError(source, None, f"TOML syntax error: {e}") from None
         except OSError as e:
-            raise SettingsError(source, None, f"cannot read file: {e}") from None
+            raise SettingsError(source, None, f"cannot read file: {e.strerror or e}") from None
 
     env_keys: dict[str, str] = {}  # dotted key -> variable
-    for var, (key, is_int) in ENV_VARS.items():
+    for var, (path_keys, is_int) in ENV_VARS.items():
         raw = env.get(var)
         if raw is None:
             continue
@@ -379,11 +379,11 @@ def load_settings(
                 value = int(raw.strip())
             except ValueError:
                 raise SettingsError(
-                    f"environment variable {var}", ".".join(key),
+                    f"environment variable {var}", ".".join(path_keys),
                     f"must be an integer, got {raw!r}",
                 ) from None
-        _set(data, key, value)
-        env_keys[".".join(key)] = var
+        _set(data, path_keys, value)
+        env_keys[".".join(path_keys)] = var
 
     ivr = data.get("ivr")
     if path is not None and isinstance(ivr, dict) and isinstance(ivr.get("flows_dir"), str):
