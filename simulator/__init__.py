@@ -1,4 +1,18 @@
-"""Asterisk 22 simulator: real AMI (server) and FastAGI (client) on loopback, v3 dialplan contract."""
+"""Asterisk 22 simulator: real AMI (server) and FastAGI (client) on loopback, v3 dialplan contract.
+
+Its modules import one way, top to bottom (a lower one gets what it needs from above through a
+``typing.Protocol`` it defines, handed in by ``core``)::
+
+    scenarios                      the v3 scenarios, recorded (uses record)
+    core                           AsteriskSim: builds and wires everything below
+    ami -> ami_actions -> ami_session    AMI server, what each action does, one connection
+    originate                      Originate: a Local pair, then the dialplan or one application
+    dialplan | agi                 the contract's contexts (AgiClient protocol) | the FastAGI client
+    far                            the [callers] / [agent-phones] halves of Local channels
+    switch                         channels, variables, CEL, bridges, DTMF, MixMonitor, hangups (EventSink)
+    ledger, config, events         ground truth per call, SimConfig, AMI event factory
+    model, actors, recording, manager_conf    Channel/Bridge, callers and phones, WAV files, users/filters
+"""
 
 from .actors import AgentPhone, Caller, CallRecord, default_phones
 from .core import AsteriskSim, SimConfig

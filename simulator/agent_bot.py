@@ -14,7 +14,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Self
 
 import aiohttp
 import websockets
@@ -94,7 +94,7 @@ class AgentBot:
         self._tasks.clear()
         self.connected.clear()
 
-    async def __aenter__(self) -> AgentBot:
+    async def __aenter__(self) -> Self:
         self.start()
         return self
 
@@ -214,5 +214,5 @@ class AgentBot:
         try:
             await self.send({"type": "disposition", "call_id": call_id, "code": "resolved", "notes": ""})
             self.dispositions.append(call_id)
-        except Exception as exc:  # the socket dropped meanwhile
+        except (AgentBotError, websockets.exceptions.WebSocketException, OSError) as exc:  # the socket dropped
             self.errors.append(f"disposition for {call_id} not sent: {exc}")

@@ -4,6 +4,9 @@ Environment block in Asterisk 22's key order, replies in the forms of the traces
 ``HANGUP`` rules of F1-F3: with ``AGIEXITONHANGUP=yes`` an interruption gives ``200 result=-1``,
 ``HANGUP``, ``HANGUP`` and a close; without it one ``HANGUP`` and "dead" mode (511 for media
 commands) until the server closes; every session ends with ``HANGUP`` after the server's close.
+
+``FastAgiClient`` is what the dialplan's ``AGI()`` runs (it fits ``dialplan.AgiClient``): one
+``AgiSession`` per call of the application, on the channel core it is given.
 """
 
 from __future__ import annotations
@@ -12,15 +15,12 @@ import asyncio
 import contextlib
 import logging
 import re
-from typing import TYPE_CHECKING
 
 from cti.agi.protocol import format_env, split_command
 
 from . import events as ev
-from .model import Channel
-
-if TYPE_CHECKING:
-    from .core import AsteriskSim
+from .model import INTERRUPT, Channel, Interrupt, resolve
+from .switch import Switch
 
 log = logging.getLogger(__name__)
 
@@ -40,28 +40,28 @@ VERBS = ("CONTROL STREAM FILE", "GET FULL VARIABLE", "CHANNEL STATUS", "WAIT FOR
          "STREAM FILE", "SET VARIABLE", "GET VARIABLE", "SAY DIGITS", "SAY NUMBER", "SET MUSIC",
          "RECORD FILE", "GET DATA", "ANSWER", "VERBOSE", "HANGUP", "EXEC", "NOOP")
 _VAR = re.compile(r"\$\{([^}]*)\}")
-INTERRUPT = object()
 
 
 def usage(text: str) -> bytes:
     return f"520-Invalid command syntax.  Proper usage follows:\n{text}\n520 End of proper usage.\n".encode()
 
 
-def resolve(ch: Channel, name: str) -> str | None:
-    """Value of a variable or of the few dialplan functions an AGI asks for."""
-    funcs = {"CALLERID(num)": ch.cid_num, "CALLERID(name)": ch.cid_name, "CHANNEL": ch.name,
-             "UNIQUEID": ch.uniqueid, "EXTEN": ch.exten, "CONTEXT": ch.context,
-             "CHANNEL(linkedid)": ch.linkedid, "CALLERID(all)": f'"{ch.cid_name}" <{ch.cid_num}>'}
-    if name in funcs:
-        return funcs[name]
-    return ch.vars.get(name)
+class FastAgiClient:
+    """Asterisk's side of FastAGI for every ``AGI(agi://...)`` of the dialplan."""
+
+    def __init__(self, switch: Switch) -> None:
+        self.switch = switch
+
+    async def run(self, ch: Channel, script: str, request: str) -> str:
+        """One session; -> the AGISTATUS value (SUCCESS, HANGUP or FAILURE)."""
+        return await AgiSession(self.switch, ch, script, request).run()
 
 
 class AgiSession:
     """One FastAGI connection for one ``AGI()`` call of a channel."""
 
-    def __init__(self, sim: AsteriskSim, ch: Channel, script: str, request: str) -> None:
-        self.sim, self.ch, self.script, self.request = sim, ch, script, request
+    def __init__(self, switch: Switch, ch: Channel, script: str, request: str) -> None:
+        self.switch, self.ch, self.script, self.request = switch, ch, script, request
         self.dead = False
         self.saw_hangup = False
         self._reader: asyncio.StreamReader | None = None
@@ -101,7 +101,7 @@ class AgiSession:
 
     async def run(self) -> str:
         """Run the session; returns the AGISTATUS value."""
-        cfg = self.sim.config
+        cfg = self.switch.config
         try:
             self._reader, self._writer = await asyncio.open_connection(
                 cfg.agi_host, cfg.agi_port, local_addr=(cfg.agi_source, 0) if cfg.agi_source else None)
@@ -114,7 +114,7 @@ class AgiSession:
         finally:
             await self._close()
 
-    async def _next(self) -> object:
+    async def _next(self) -> bytes | Interrupt:
         assert self._reader is not None
         if self._read is None:
             self._read = asyncio.ensure_future(self._reader.readline())
@@ -143,7 +143,7 @@ class AgiSession:
                 if exit_on_hangup:
                     await self._write(b"HANGUP\nHANGUP\n")
                     return "HANGUP"
-                await asyncio.sleep(self.sim.scale(0.042))
+                await asyncio.sleep(self.switch.scale(0.042))
                 await self._write(b"HANGUP\n")
                 self.dead = True
                 continue
@@ -181,7 +181,7 @@ class AgiSession:
         if verb == "SET VARIABLE":
             if len(args) < 2:
                 return usage("Usage: SET VARIABLE <variablename> <value>")
-            self.sim.set_var(ch, args[0], args[1])
+            self.switch.set_var(ch, args[0], args[1])
             return b"200 result=1\n"
         if verb == "GET VARIABLE":
             if not args:
@@ -194,10 +194,10 @@ class AgiSession:
             val = _VAR.sub(lambda m: resolve(ch, m.group(1)) or "", args[0])
             return f"200 result=1 ({val})\n".encode()
         if verb == "HANGUP":
-            self.sim.request_hangup(ch, 16)
+            self.switch.request_hangup(ch, 16)
             return b"200 result=1\n"
         if verb == "ANSWER":
-            self.sim.answer(ch)
+            self.switch.answer(ch)
             return b"200 result=0\n"
         if verb == "CHANNEL STATUS":
             return f"200 result={ch.state}\n".encode()
@@ -207,7 +207,7 @@ class AgiSession:
             return b"200 result=0\n"
         if verb == "SET MUSIC":
             on = bool(args) and args[0].lower() == "on"
-            self.sim.emit(ev.moh_start(ch, args[1] if len(args) > 1 else "default") if on else ev.moh_stop(ch))
+            self.switch.emit(ev.moh_start(ch, args[1] if len(args) > 1 else "default") if on else ev.moh_stop(ch))
             return b"200 result=0\n"
         if verb in ("STREAM FILE", "CONTROL STREAM FILE"):
             if len(args) < 2:
@@ -246,26 +246,26 @@ class AgiSession:
         """Block for ``seconds`` (scaled); -> (escape digit, seconds played, interrupted)."""
         loop = asyncio.get_running_loop()
         start = loop.time()
-        deadline = start + self.sim.scale(seconds)
+        deadline = start + self.switch.scale(seconds)
         while True:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return None, seconds, False
-            digit = await self.sim.wait_digit(self.ch, remaining)
-            played = (loop.time() - start) / max(self.sim.config.time_factor, 1e-9)
+            digit = await self.ch.wait_digit(remaining)
+            played = (loop.time() - start) / max(self.switch.config.time_factor, 1e-9)
             if digit is INTERRUPT:
                 return None, min(played, seconds), True
             if isinstance(digit, str) and digit in escape:
                 return digit, min(played, seconds), False
 
     async def stream(self, name: str, escape: str) -> bytes:
-        samples = self.sim.sound_samples(name)
+        samples = self.switch.sound_samples(name)
         digit, played, intr = await self.play(samples / 8000, escape)
-        self.sim.cel(self.ch, "STREAM_END")  # res_agi opens the stream itself: no STREAM_BEGIN
+        self.switch.cel(self.ch, "STREAM_END")  # res_agi opens the stream itself: no STREAM_BEGIN
         if intr:
-            self.sim.set_var(self.ch, "PLAYBACKSTATUS", "FAILED")
+            self.switch.set_var(self.ch, "PLAYBACKSTATUS", "FAILED")
             return f"200 result=-1 endpos={int(played * 8000)}\n".encode()
-        self.sim.set_var(self.ch, "PLAYBACKSTATUS", "SUCCESS")
+        self.switch.set_var(self.ch, "PLAYBACKSTATUS", "SUCCESS")
         if digit:
             return f"200 result={ord(digit)} endpos={int(played * 8000)}\n".encode()
         return f"200 result=0 endpos={samples}\n".encode()
@@ -274,16 +274,16 @@ class AgiSession:
         timeout = int(args[1]) / 1000 if len(args) > 1 and args[1].isdigit() and int(args[1]) > 0 else 6.0
         maxdigits = int(args[2]) if len(args) > 2 and args[2].isdigit() else 1024
         digits = ""
-        samples = self.sim.sound_samples(args[0])
-        self.sim.stream_begin(self.ch, args[0])
+        samples = self.switch.sound_samples(args[0])
+        self.switch.stream_begin(self.ch, args[0])
         digit, _, intr = await self.play(samples / 8000, "0123456789*#")
-        self.sim.cel(self.ch, "STREAM_END")
+        self.switch.cel(self.ch, "STREAM_END")
         if intr:
             return b"200 result=-1\n"
         if digit:
             digits += digit
         while len(digits) < maxdigits and not digits.endswith("#"):
-            got = await self.sim.wait_digit(self.ch, self.sim.scale(timeout))
+            got = await self.ch.wait_digit(self.switch.scale(timeout))
             if got is INTERRUPT:
                 return b"200 result=-1\n"
             if got is None:
@@ -293,7 +293,7 @@ class AgiSession:
         return f"200 result={digits.rstrip('#')}\n".encode()
 
     async def wait_for_digit(self, timeout_ms: int) -> bytes:
-        got = await self.sim.wait_digit(self.ch, None if timeout_ms < 0 else self.sim.scale(timeout_ms / 1000))
+        got = await self.ch.wait_digit(None if timeout_ms < 0 else self.switch.scale(timeout_ms / 1000))
         if got is INTERRUPT:
             return b"200 result=-1\n"
         if got is None:

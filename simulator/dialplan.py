@@ -1,18 +1,23 @@
-"""Interpreter for exactly the v3 dialplan contract plus the ``[callers]`` / ``[agent-phones]``
-stand-ins; emits Newexten / VarSet / ... in Asterisk 22's order."""
+"""Interpreter for exactly the v3 dialplan contract; emits Newexten / VarSet / ... in Asterisk 22's
+order.
+
+``Dialplan`` (one per simulator) holds the contract's contexts and what their applications need:
+the channel core, the far halves that ``Dial`` reaches, and an ``AgiClient`` for ``AGI()`` (the
+FastAGI client, which sits beside this module and is handed in by the assembly). ``Runner`` is the
+execution of the dialplan on one ``;1`` channel.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from . import events as ev
-from .model import Bridge, Channel
-
-if TYPE_CHECKING:
-    from .core import AsteriskSim
+from .far import FarEnds
+from .model import Bridge, Channel, Headers
+from .switch import Switch
 
 DataFn = Callable[[Channel], str]
 DIAL_RESET = ("DIALSTATUS", "DIALEDPEERNUMBER", "DIALEDPEERNAME", "ANSWEREDTIME", "ANSWEREDTIME_MS",
@@ -68,17 +73,53 @@ def user_event_fields(data: str) -> tuple[str, list[tuple[str, str]]]:
     return name, fields
 
 
+class AgiClient(Protocol):
+    """Runs one ``AGI()`` of a channel (the FastAGI session); -> the AGISTATUS value."""
+
+    async def run(self, ch: Channel, script: str, request: str) -> str: ...
+
+
+class Dialplan:
+    """The contract's contexts, run on ``;1`` channels (one per simulator)."""
+
+    def __init__(self, switch: Switch, far: FarEnds, agi: AgiClient) -> None:
+        self.switch, self.far, self.agi = switch, far, agi
+        self.plan = contexts(f"{switch.config.agi_host}:{switch.config.agi_port}")
+
+    async def run(self, ch: Channel) -> None:
+        """Run the dialplan from the channel's context, exten and priority until it ends."""
+        await Runner(self, ch).run()
+
+    async def run_app(self, ch: Channel, app: str, data: str) -> None:
+        """An Originate with ``Application``: the ``;1`` runs that one application, no dialplan."""
+        runner = Runner(self, ch)
+        ch.app, ch.appdata = app, data
+        try:
+            if app == "Dial":
+                device, _, timeout = data.partition(",")
+                await runner.dial(device, float(timeout.split(",")[0] or 30))
+                while not ch.interrupted:
+                    await ch.block(None)
+            else:
+                while not ch.interrupted:
+                    await ch.block(None)
+        finally:
+            if not ch.hungup:
+                runner.finish(ch.soft_hangup if ch.soft_hangup is not None else 16, pbx=False)
+
+
 class Runner:
     """Runs the contract's contexts on a caller's ``;1`` channel."""
 
-    def __init__(self, sim: AsteriskSim, ch: Channel) -> None:
-        self.sim, self.ch = sim, ch
-        self.plan = contexts(f"{sim.config.agi_host}:{sim.config.agi_port}")
+    def __init__(self, dialplan: Dialplan, ch: Channel) -> None:
+        self.ch = ch
+        self.switch, self.far, self.agi_client = dialplan.switch, dialplan.far, dialplan.agi
+        self.plan = dialplan.plan
         self.teardown1: list[Callable[[], None]] = []
         self.teardown2: list[Callable[[], None]] = []
 
-    def emit(self, h: ev.Headers) -> None:
-        self.sim.emit(h)
+    def emit(self, h: Headers) -> None:
+        self.switch.emit(h)
 
     async def run(self) -> None:
         ch = self.ch
@@ -109,16 +150,16 @@ class Runner:
                 self.finish(ch.soft_hangup if ch.soft_hangup is not None else 16)
 
     async def execute(self, app: str, data: str) -> tuple[str, str, int] | None:
-        ch, sim = self.ch, self.sim
+        ch, sw = self.ch, self.switch
         if app == "Set":
             name, _, value = data.partition("=")
             if name == "CHANNEL(hangup_handler_push)":
                 ch.handlers.append(value)
                 self.emit(ev.hangup_handler_push(ch, value))
             else:
-                sim.set_var(ch, name, value)
+                sw.set_var(ch, name, value)
         elif app == "Answer":
-            sim.answer(ch)
+            sw.answer(ch)
         elif app == "AGI":
             await self.agi(data)
         elif app == "GotoIf":
@@ -132,18 +173,18 @@ class Runner:
             ch.soft_hangup = 16
         elif app == "MusicOnHold":
             self.emit(ev.moh_start(ch))
-            sim.cel(ch, "STREAM_BEGIN", ev.cel_extra(**{"class": "default"}))
-            await ch.block(sim.scale(20))
-            sim.cel(ch, "STREAM_END")
+            sw.cel(ch, "STREAM_BEGIN", ev.cel_extra(**{"class": "default"}))
+            await ch.block(sw.scale(20))
+            sw.cel(ch, "STREAM_END")
             self.emit(ev.moh_stop(ch))
         elif app == "ExecIf":
             cond, _, inner = data.partition("?")
             if cond == "1" and inner.startswith("MixMonitor("):
                 file, _, opts = inner[len("MixMonitor("):].rstrip(")").partition(",")
-                sim.start_mixmonitor(ch, file, opts)
+                sw.start_mixmonitor(ch, file, opts)
             elif cond == "1" and inner.startswith("StopMixMonitor"):
                 await asyncio.sleep(0)  # StopMixMonitor waits for the recording thread (v3-02: 2 ms)
-                sim.stop_mixmonitor(ch)
+                sw.stop_mixmonitor(ch)
         elif app == "Dial":
             device, _, timeout = data.rpartition(",")
             await self.dial(device, float(timeout or 15))
@@ -151,7 +192,7 @@ class Runner:
             name, fields = user_event_fields(data)
             self.emit(ev.user_event(ch, name, fields))
             if name == "CtiDialResult":
-                sim.note_offer(ch, ch.exten, dict(fields).get("DialStatus", ""))
+                sw.ledger.offered(ch, ch.exten, dict(fields).get("DialStatus", ""))
         return None
 
     def goto(self, target: str) -> tuple[str, str, int]:
@@ -164,34 +205,32 @@ class Runner:
         return parts[0], parts[1], int(parts[2])
 
     async def agi(self, url: str) -> None:
-        from .agi import AgiSession
-
         ch = self.ch
         script = url.split("/", 3)[3] if url.count("/") >= 3 else ""
         ch.in_agi = True
         try:
-            status = await AgiSession(self.sim, ch, script, url).run()
+            status = await self.agi_client.run(ch, script, url)
         finally:
             ch.in_agi = False
-        self.sim.set_var(ch, "AGISTATUS", status)
+        self.switch.set_var(ch, "AGISTATUS", status)
 
     # ------------------------------------------------------------------ Dial
 
     async def dial(self, device: str, timeout: float) -> None:
-        ch, sim = self.ch, self.sim
+        ch, sw = self.ch, self.switch
         for name in DIAL_RESET:
-            sim.set_var(ch, name, "")
-        far = sim.dial_target(device)
-        if far is None:
-            sim.set_var(ch, "DIALSTATUS", "CHANUNAVAIL")
+            sw.set_var(ch, name, "")
+        target = self.far.target(device)
+        if target is None:
+            sw.set_var(ch, "DIALSTATUS", "CHANUNAVAIL")
             return
-        exten, ctx, program = far
+        exten, ctx, program = target
         started = time.monotonic()
-        a1, a2 = sim.new_local_pair(exten, ctx, ch.linkedid)
-        sim.announce(a1)
-        sim.announce(a2)
+        a1, a2 = sw.new_local_pair(exten, ctx, ch.linkedid)
+        sw.announce(a1)
+        sw.announce(a2)
         peer = f"{exten}@{ctx}"
-        sim.set_var(a1, "DIALEDPEERNUMBER", peer)
+        sw.set_var(a1, "DIALEDPEERNUMBER", peer)
         a1.exten = ch.exten  # app_dial gives the outgoing channel the caller's exten
         a1.cid_num, a1.cid_name, a1.con_num, a1.con_name = ch.exten, ch.cid_name, ch.cid_num, ch.cid_name
         a2.meta["ani"] = "" if ch.cid_num == "<unknown>" else ch.cid_num
@@ -200,7 +239,7 @@ class Runner:
         self.emit(ev.newexten(a1, "AppDial", "(Outgoing Line)"))
         self.emit(ev.newcallerid(a1))
         self.emit(ev.newconnectedline(a1))
-        sim.set_var(a2, "DIALEDPEERNUMBER", peer)
+        sw.set_var(a2, "DIALEDPEERNUMBER", peer)
         a2.cid_num, a2.cid_name, a2.con_num, a2.con_name = ch.cid_num, ch.cid_name, ch.exten, ch.cid_name
         self.emit(ev.newcallerid(a2))
         self.emit(ev.newconnectedline(a2))
@@ -210,11 +249,12 @@ class Runner:
         a1.meta["dialer"] = ch
         outcome: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         a2.meta["outcome"] = outcome
-        sim.start_far(a2, program)
+        self.far.start(a2, program)
         ch.wake.clear()
         waiter = asyncio.ensure_future(ch.wake.wait())
+        aws: set[asyncio.Future[Any]] = {outcome, waiter}
         try:
-            await asyncio.wait({outcome, waiter}, timeout=sim.scale(timeout),
+            await asyncio.wait(aws, timeout=sw.scale(timeout),
                                return_when=asyncio.FIRST_COMPLETED)
         finally:
             waiter.cancel()
@@ -227,58 +267,58 @@ class Runner:
             status = "CANCEL"
         self.emit(ev.dialend(ch, a1, status))
         self.emit(ev.hangup_request(a2, 0))
-        sim.destroy(a1, 0)
-        sim.set_var(ch, "DIALSTATUS", status)
+        sw.destroy(a1, 0)
+        sw.set_var(ch, "DIALSTATUS", status)
         self.emit(ev.soft_hangup_request(a2, 16))
         # the phone's half ends on its own thread: its Hangup comes once the caller, who goes on
         # in the dialplan at once, next waits (04, v2-03, v2-06, v3-02)
-        asyncio.get_running_loop().call_soon(sim.destroy, a2, 17 if status == "BUSY" else 0)
+        asyncio.get_running_loop().call_soon(sw.destroy, a2, 17 if status == "BUSY" else 0)
 
     async def bridged(self, a1: Channel, a2: Channel, started: float) -> None:
-        ch, sim = self.ch, self.sim
+        ch, sw = self.ch, self.switch
         peer = f"{a2.exten}@{a2.context}"
-        sim.answer(a1)
-        sim.set_var(ch, "DIALSTATUS", "ANSWER")
-        sim.set_var(ch, "DIALEDPEERNAME", a1.name)
-        sim.set_var(ch, "DIALEDPEERNUMBER", peer)
+        sw.answer(a1)
+        sw.set_var(ch, "DIALSTATUS", "ANSWER")
+        sw.set_var(ch, "DIALEDPEERNAME", a1.name)
+        sw.set_var(ch, "DIALEDPEERNUMBER", peer)
         a1.exten = ""  # app_dial clears the answered peer's exten: DialEnd already shows it empty
         self.emit(ev.dialend(ch, a1, "ANSWER"))
-        bridge = Bridge(sim.ids.bridge_id())
+        bridge = Bridge(sw.ids.bridge_id())
         self.emit(ev.bridge_create(bridge))
         self.emit(ev.device_state(f"Local/{peer}", "INUSE"))
         self.emit(ev.newexten(a1, "AppDial", "(Outgoing Line)"))
         for c in (a1, ch):
-            sim.media_tick(c)
+            sw.media_tick(c)
             bridge.channels.append(c)
             c.bridge = bridge
-            sim.cel_bridge("BRIDGE_ENTER", bridge, c)
+            sw.cel_bridge("BRIDGE_ENTER", bridge, c)
             self.emit(ev.bridge_enter(bridge, c))
-        sim.set_var(a1, "BRIDGEPEER", ch.name)
-        sim.set_var(ch, "BRIDGEPEER", a1.name)
+        sw.set_var(a1, "BRIDGEPEER", ch.name)
+        sw.set_var(ch, "BRIDGEPEER", a1.name)
         answered = time.monotonic()
         ch.settled.set()  # lets the far halves' next steps (Wait) show: the caller's side first
         a1.settled.set()
-        sim.note_answer(ch, a2.exten)
+        self.far.answered(ch, a2.exten)
         while not ch.interrupted:
             await ch.block(None)
         if not ch.hangup_by_peer:  # the caller side ended (or was redirected/hung up by AMI)
-            sim.set_var(ch, "BRIDGEPEER", "")
-            sim.set_var(a1, "BRIDGEPEER", "")
-            sim.bridge_leave(bridge, ch)
+            sw.set_var(ch, "BRIDGEPEER", "")
+            sw.set_var(a1, "BRIDGEPEER", "")
+            sw.bridge_leave(bridge, ch)
 
             def agent_side() -> None:
                 if a1.hungup:
                     return
-                sim.bridge_leave(bridge, a1)
+                sw.bridge_leave(bridge, a1)
                 self.emit(ev.hangup_request(a2, 16))
-                sim.destroy(a1, 16)
+                sw.destroy(a1, 16)
                 self.emit(ev.bridge_destroy(bridge))
 
             def agent_far() -> None:
                 if a2.hungup:
                     return
                 self.emit(ev.soft_hangup_request(a2, 16))
-                sim.destroy(a2, 16)
+                sw.destroy(a2, 16)
 
             self.teardown1.append(agent_side)
             self.teardown2.append(agent_far)
@@ -290,20 +330,20 @@ class Runner:
         for name, val in (("ANSWEREDTIME", str(int(t_ans))), ("ANSWEREDTIME_MS", str(int(t_ans * 1000))),
                           ("DIALEDTIME", str(int(t_dial))), ("DIALEDTIME_MS", str(int(t_dial * 1000))),
                           ("DIALSTATUS", "ANSWER")):
-            sim.set_var(ch, name, val)
+            sw.set_var(ch, name, val)
 
     # ------------------------------------------------------------------ the end of the call
 
     def finish(self, cause: int, pbx: bool = True) -> None:
         """The end of the ``;1``: ``pbx`` when it ran dialplan (SoftHangupRequest, hangup handlers);
         False when an Originate ran one application on it (09-B/v3-05 click-to-dial)."""
-        ch, sim = self.ch, self.sim
+        ch, sw = self.ch, self.switch
         if pbx:
             self.emit(ev.soft_hangup_request(ch, cause))
         loc = (ch.context, ch.exten, ch.priority)
         for handler in ch.handlers:
             self.emit(ev.hangup_handler_run(ch, handler))
-            sim.set_var(ch, "LOCAL(ARGC)", "0")
+            sw.set_var(ch, "LOCAL(ARGC)", "0")
             self.run_teardown(self.teardown1)
             ch.context, ch.exten, ch.priority = "cti-end", "s", 1
             data = (f"CtiCallEnd,CallId: {ch.var('CTI_CALL_ID')},DialStatus: {ch.var('DIALSTATUS')},"
@@ -313,8 +353,8 @@ class Runner:
             self.emit(ev.user_event(ch, name, fields))
             ch.priority = 2
             self.emit(ev.newexten(ch, "Return", ""))
-            sim.set_var(ch, "ARGC", "")
-            sim.set_var(ch, "GOSUB_RETVAL", "")
+            sw.set_var(ch, "ARGC", "")
+            sw.set_var(ch, "GOSUB_RETVAL", "")
             ch.context, ch.exten, ch.priority = loc
         if pbx:
             self.run_teardown(self.teardown1)
@@ -322,8 +362,8 @@ class Runner:
         if far is not None and not far.hungup:
             self.emit(ev.hangup_request(far, cause))
             if far.meta.get("playback"):
-                sim.set_var(far, "PLAYBACKSTATUS", "SUCCESS")
-        sim.destroy(ch, cause, cel_after=True)  # the pbx thread's channel: its CEL most often trails
+                sw.set_var(far, "PLAYBACKSTATUS", "SUCCESS")
+        sw.destroy(ch, cause, cel_after=True)  # the pbx thread's channel: its CEL most often trails
         self.run_teardown(self.teardown1)
         if pbx:
             self.run_teardown(self.teardown2)
@@ -331,10 +371,10 @@ class Runner:
         if far is not None and not far.hungup:
             self.emit(ev.soft_hangup_request(far, cause))
             if far.meta.get("playback"):
-                sim.cel(far, "STREAM_END")
-            sim.destroy(far, cause)
+                sw.cel(far, "STREAM_END")
+            sw.destroy(far, cause)
         self.run_teardown(self.teardown2)
-        sim.note_end(ch, cause)
+        sw.ledger.ended(ch, cause)
 
     @staticmethod
     def run_teardown(fs: list[Callable[[], None]]) -> None:

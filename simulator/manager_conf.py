@@ -23,7 +23,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
+from typing import Any
 
 EVENT_CLASSES = frozenset({"system", "call", "log", "verbose", "command", "agent", "user", "config", "dtmf",
                            "reporting", "cdr", "dialplan", "originate", "agi", "cc", "aoc", "test",
@@ -169,7 +169,7 @@ class AmiUser:
         return Filters.build(self.eventfilters)
 
 
-UserSpec = Union[AmiUser, tuple]  # also (secret, read, write) or (secret, read, write, eventfilters)
+UserSpec = AmiUser | tuple[Any, ...]  # also (secret, read, write) or (secret, read, write, eventfilters)
 
 
 def as_user(spec: UserSpec) -> AmiUser:

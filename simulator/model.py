@@ -3,16 +3,18 @@
 * Uniqueids are ``<epoch>.<seq>`` with one sequence per simulator.
 * Local channel pairs are ``Local/<exten>@<ctx>-<8 hex>;1`` / ``;2`` with one counter per simulator.
 * Every channel of a call carries the caller ``;1`` uniqueid as Linkedid.
+* A wait on a channel (``block``, ``wait_digit``) ends early when the channel is hung up or redirected.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import itertools
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final, Literal
 
 STATE_DESC = {0: "Down", 4: "Ring", 5: "Ringing", 6: "Up", 7: "Busy"}
 CAUSE_TXT = {
@@ -25,6 +27,16 @@ CAUSE_TXT = {
 }
 
 Headers = list[tuple[str, str]]
+
+
+class Interrupt(enum.Enum):
+    """What a wait gives when a hangup or a redirect cut it short."""
+
+    INTERRUPT = "interrupt"
+
+
+INTERRUPT: Final = Interrupt.INTERRUPT
+Digit = str | None | Literal[Interrupt.INTERRUPT]  # a DTMF digit, None on timeout, or INTERRUPT
 
 
 class Ids:
@@ -119,6 +131,30 @@ class Channel:
             pass
         return self.interrupted
 
+    async def wait_digit(self, timeout: float | None) -> Digit:
+        """The next DTMF digit received, None after ``timeout`` s, INTERRUPT on hangup/redirect."""
+        if self.interrupted:
+            return INTERRUPT
+        self.settled.set()
+        if not self.dtmf.empty():
+            return self.dtmf.get_nowait()
+        self.wake.clear()
+        getter = asyncio.ensure_future(self.dtmf.get())
+        waiter = asyncio.ensure_future(self.wake.wait())
+        try:
+            await asyncio.wait({getter, waiter}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+            if not getter.done():
+                getter.cancel()
+        if getter.done() and not getter.cancelled():
+            digit = getter.result()
+            if self.interrupted:
+                self.dtmf.put_nowait(digit)
+                return INTERRUPT
+            return digit
+        return INTERRUPT if self.interrupted else None
+
     def snapshot(self, prefix: str = "") -> Headers:
         p = prefix
         return [
@@ -137,3 +173,13 @@ class Channel:
             (f"{p}Uniqueid", self.uniqueid),
             (f"{p}Linkedid", self.linkedid),
         ]
+
+
+def resolve(ch: Channel, name: str) -> str | None:
+    """Value of a variable or of the few dialplan functions an AGI or AMI client asks for."""
+    funcs = {"CALLERID(num)": ch.cid_num, "CALLERID(name)": ch.cid_name, "CHANNEL": ch.name,
+             "UNIQUEID": ch.uniqueid, "EXTEN": ch.exten, "CONTEXT": ch.context,
+             "CHANNEL(linkedid)": ch.linkedid, "CALLERID(all)": f'"{ch.cid_name}" <{ch.cid_num}>'}
+    if name in funcs:
+        return funcs[name]
+    return ch.vars.get(name)

@@ -1,20 +1,15 @@
-"""Originate (AMI action and ``sim.place_call``): a Local pair whose ``;2`` runs its stand-in
+"""Originate (AMI action and ``AsteriskSim.place_call``): a Local pair whose ``;2`` runs its stand-in
 context and whose ``;1`` goes to the target context (or runs ``Application=Dial``)."""
 
 from __future__ import annotations
 
 import asyncio
 import re
-import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from . import events as ev
-from .actors import Caller, CallRecord
-from .dialplan import Runner
-
-if TYPE_CHECKING:
-    from .core import AsteriskSim
+from .actors import Caller
+from .dialplan import Dialplan
 
 
 def parse_callerid(cid: str | None) -> tuple[str, str]:
@@ -27,117 +22,104 @@ def parse_callerid(cid: str | None) -> tuple[str, str]:
     return cid.strip(), "<unknown>"
 
 
-def originate(sim: AsteriskSim, *, channel: str, context: str | None = None, exten: str | None = None,
-              priority: int = 1, application: str | None = None, data: str | None = None,
-              callerid: str | None = None, variables: dict[str, str] | None = None,
-              timeout_ms: int = 30000, action_id: str | None = None, caller: Caller | None = None,
-              on_created: Callable[[str], object] | None = None,
-              on_response: Callable[[bool], object] | None = None) -> None:
-    sim.spawn(_originate(sim, channel, context, exten, priority, application, data, callerid,
-                         variables or {}, timeout_ms, action_id, caller, on_created, on_response))
+class Originator:
+    """Places Originates: a simulator's own callers (with a ``Caller``) and AMI clients' ones."""
 
+    def __init__(self, dialplan: Dialplan) -> None:
+        self.dialplan = dialplan
+        self.switch, self.far = dialplan.switch, dialplan.far
 
-async def _originate(sim: AsteriskSim, channel: str, context: str | None, exten: str | None,
-                     priority: int, application: str | None, data: str | None, callerid: str | None,
-                     variables: dict[str, str], timeout_ms: int, action_id: str | None,
-                     caller: Caller | None, on_created: Callable[[str], object] | None,
-                     on_response: Callable[[bool], object] | None) -> None:
-    target = [("Context", context or ""), ("Exten", exten or "")] if application is None else \
-        [("Application", application), ("Data", data or "")]
-    num, name = parse_callerid(callerid)
-    m = re.fullmatch(r"Local/([^@]+)@([^/]+)(?:/n)?", channel)
-    far = None
-    if m is not None:
-        ex2, ctx2 = m.groups()
-        if caller is not None and ctx2 == "callers":
-            far = (ex2, ctx2, caller.program())
+    def originate(self, *, channel: str, context: str | None = None, exten: str | None = None,
+                  priority: int = 1, application: str | None = None, data: str | None = None,
+                  callerid: str | None = None, variables: dict[str, str] | None = None,
+                  timeout_ms: int = 30000, action_id: str | None = None, caller: Caller | None = None,
+                  on_created: Callable[[str], object] | None = None,
+                  on_response: Callable[[bool], object] | None = None) -> None:
+        """Start the Originate in the background; ``on_created(linkedid)`` once the channels
+        exist, ``on_response(ok)`` when the OriginateResponse goes out."""
+        self.switch.spawn(self._originate(channel, context, exten, priority, application, data, callerid,
+                                          variables or {}, timeout_ms, action_id, caller, on_created,
+                                          on_response))
+
+    async def _originate(self, channel: str, context: str | None, exten: str | None,
+                         priority: int, application: str | None, data: str | None, callerid: str | None,
+                         variables: dict[str, str], timeout_ms: int, action_id: str | None,
+                         caller: Caller | None, on_created: Callable[[str], object] | None,
+                         on_response: Callable[[bool], object] | None) -> None:
+        sw = self.switch
+        target = [("Context", context or ""), ("Exten", exten or "")] if application is None else \
+            [("Application", application), ("Data", data or "")]
+        num, name = parse_callerid(callerid)
+        m = re.fullmatch(r"Local/([^@]+)@([^/]+)(?:/n)?", channel)
+        far = None
+        if m is not None:
+            ex2, ctx2 = m.groups()
+            far = (ex2, ctx2, caller.program()) if caller is not None and ctx2 == "callers" \
+                else self.far.target(channel)
+        if far is None:
+            sw.emit(ev.originate_response(action_id, False, channel, target, 0, "<unknown>", num, name))
+            if on_response:
+                on_response(False)
+            return
+        ex2, ctx2, program = far
+        o1, o2 = sw.new_local_pair(ex2, ctx2, None)
+        o1.vars.update(variables)
+        if caller is not None:
+            sw.ledger.open(o1.uniqueid, caller, o1.name)
+        if on_created:
+            on_created(o1.uniqueid)
+        o2.meta["role"] = "caller" if context == "cti-inbound" else "originated"
+        sw.announce(o1)
+        sw.emit(ev.newchannel(o2))
+        sw.cel(o2, "CHAN_START")  # most often just after o2's Newchannel in the traces
+        o1.app, o1.appdata = "AppDial2", "(Outgoing Line)"
+        o1.meta["cel_base"] = ("AppDial2", "(Outgoing Line)")
+        sw.emit(ev.newexten(o1, "AppDial2", "(Outgoing Line)"))
+        o1.cid_num, o1.cid_name = num, name
+        o1.meta["ani"] = "" if num == "<unknown>" else num
+        sw.emit(ev.newcallerid(o1))
+        o1.con_num, o1.con_name = num, name
+        sw.emit(ev.newconnectedline(o1))
+        o2.cid_num, o2.cid_name, o2.con_num, o2.con_name = num, name, num, name
+        sw.emit(ev.newcallerid(o2))
+        sw.emit(ev.newconnectedline(o2))
+        sw.emit(ev.localbridge(o1, o2))
+        sw.emit(ev.dialbegin(None, o1, f"{ex2}@{ctx2}"))
+        loop = asyncio.get_running_loop()
+        outcome: asyncio.Future[str] = loop.create_future()
+        o2.meta["outcome"] = outcome
+        self.far.start(o2, program)
+        try:
+            result = await asyncio.wait_for(asyncio.shield(outcome), sw.scale(timeout_ms / 1000))
+        except TimeoutError:
+            result = "timeout"
+        if result != "answer":
+            reason = {"busy": 5, "timeout": 3}.get(result, 1)
+            if result == "busy":
+                sw.emit(ev.dialend(None, o1, "BUSY"))
+            c1, c2 = (17, 0) if result == "busy" else (19, 19)
+            sw.emit(ev.hangup_request(o2, c1 if result != "busy" else 0))
+            sw.destroy(o2, c1)
+            sw.destroy(o1, c2)
+            sw.emit(ev.originate_response(action_id, False, channel, target, reason, "<unknown>", num, name))
+            if on_response:
+                on_response(False)
+            sw.ledger.ended(o1, c2)
+            return
+        sw.answer(o1)
+        sw.emit(ev.dialend(None, o1, "ANSWER"))
+        if application is None:
+            o1.context, o1.exten, o1.priority = context or "default", exten or "s", priority
+            sw.spawn(self.dialplan.run(o1))
         else:
-            far = sim.dial_target(channel)
-    if far is None:
-        sim.emit(ev.originate_response(action_id, False, channel, target, 0, "<unknown>", num, name))
+            sw.spawn(self.dialplan.run_app(o1, application, data or ""))
+        await asyncio.sleep(0)
+        if application is not None:  # 09-B / v3-05: the device goes in use before the response
+            sw.emit(ev.device_state(o1.meta["device"], "INUSE"))
+            sw.emit(ev.device_state(o1.meta["device"], "INUSE"))
+        sw.emit(ev.originate_response(action_id, True, o1.name, target, 4, o1.uniqueid, num, name))
         if on_response:
-            on_response(False)
-        return
-    ex2, ctx2, program = far
-    o1, o2 = sim.new_local_pair(ex2, ctx2, None)
-    o1.vars.update(variables)
-    if caller is not None:
-        sim.record[o1.uniqueid] = CallRecord(o1.uniqueid, caller, o1.name, time.time())
-        sim._ended[o1.uniqueid] = asyncio.Event()
-    if on_created:
-        on_created(o1.uniqueid)
-    o2.meta["role"] = "caller" if context == "cti-inbound" else "originated"
-    sim.announce(o1)
-    sim.emit(ev.newchannel(o2))
-    sim.cel(o2, "CHAN_START")  # most often just after o2's Newchannel in the traces
-    o1.app, o1.appdata = "AppDial2", "(Outgoing Line)"
-    o1.meta["cel_base"] = ("AppDial2", "(Outgoing Line)")
-    sim.emit(ev.newexten(o1, "AppDial2", "(Outgoing Line)"))
-    o1.cid_num, o1.cid_name = num, name
-    o1.meta["ani"] = "" if num == "<unknown>" else num
-    sim.emit(ev.newcallerid(o1))
-    o1.con_num, o1.con_name = num, name
-    sim.emit(ev.newconnectedline(o1))
-    o2.cid_num, o2.cid_name, o2.con_num, o2.con_name = num, name, num, name
-    sim.emit(ev.newcallerid(o2))
-    sim.emit(ev.newconnectedline(o2))
-    sim.emit(ev.localbridge(o1, o2))
-    sim.emit(ev.dialbegin(None, o1, f"{ex2}@{ctx2}"))
-    loop = asyncio.get_running_loop()
-    outcome: asyncio.Future[str] = loop.create_future()
-    o2.meta["outcome"] = outcome
-    sim.start_far(o2, program)
-    try:
-        result = await asyncio.wait_for(asyncio.shield(outcome), sim.scale(timeout_ms / 1000))
-    except TimeoutError:
-        result = "timeout"
-    if result != "answer":
-        reason = {"busy": 5, "timeout": 3}.get(result, 1)
-        if result == "busy":
-            sim.emit(ev.dialend(None, o1, "BUSY"))
-        c1, c2 = (17, 0) if result == "busy" else (19, 19)
-        sim.emit(ev.hangup_request(o2, c1 if result != "busy" else 0))
-        sim.destroy(o2, c1)
-        sim.destroy(o1, c2)
-        sim.emit(ev.originate_response(action_id, False, channel, target, reason, "<unknown>", num, name))
-        if on_response:
-            on_response(False)
-        rec = sim.record.get(o1.uniqueid)
-        if rec is not None:
-            sim.note_end(o1, c2)
-        return
-    sim.answer(o1)
-    sim.emit(ev.dialend(None, o1, "ANSWER"))
-    runner = Runner(sim, o1)
-    if application is None:
-        o1.context, o1.exten, o1.priority = context or "default", exten or "s", priority
-        sim.spawn(runner.run())
-    else:
-        sim.spawn(_run_app(runner, application, data or ""))
-    await asyncio.sleep(0)
-    if application is not None:  # 09-B / v3-05: the device goes in use before the response
-        sim.emit(ev.device_state(o1.meta["device"], "INUSE"))
-        sim.emit(ev.device_state(o1.meta["device"], "INUSE"))
-    sim.emit(ev.originate_response(action_id, True, o1.name, target, 4, o1.uniqueid, num, name))
-    if on_response:
-        on_response(True)
-    if application is None:
-        sim.emit(ev.device_state(o1.meta["device"], "INUSE"))
-        sim.emit(ev.device_state(o1.meta["device"], "INUSE"))
-
-
-async def _run_app(runner: Runner, app: str, data: str) -> None:
-    ch = runner.ch
-    ch.app, ch.appdata = app, data
-    try:
-        if app == "Dial":
-            device, _, timeout = data.partition(",")
-            await runner.dial(device, float(timeout.split(",")[0] or 30))
-            while not ch.interrupted:
-                await ch.block(None)
-        else:
-            while not ch.interrupted:
-                await ch.block(None)
-    finally:
-        if not ch.hungup:
-            runner.finish(ch.soft_hangup if ch.soft_hangup is not None else 16, pbx=False)
+            on_response(True)
+        if application is None:
+            sw.emit(ev.device_state(o1.meta["device"], "INUSE"))
+            sw.emit(ev.device_state(o1.meta["device"], "INUSE"))

@@ -105,6 +105,11 @@ async def plan_flow(f: Flow, plan: Plan) -> None:
         await f.send("Hangup", ("Channel", f.far), ("Cause", "16"))
 
 
+def list_complete(action_id: str) -> Callable[[dict[str, str]], bool]:
+    """The message that ends the event list of action ``action_id``."""
+    return lambda m: m.get("EventList") == "Complete" and m.get("ActionID") == action_id
+
+
 async def privileges_flow(f: Flow, plan: Plan) -> None:
     """v3-05: every action of interest as ctilp, on a live caller (see the trace's # setup line)."""
     await f.until(lambda m: m.get("Event") == "MusicOnHoldStart", 0)
@@ -128,7 +133,7 @@ async def privileges_flow(f: Flow, plan: Plan) -> None:
         aid = f"s-{f.n}"
         mark = f.ami.mark()
         await f.act(action, *((("Channel", f.chan),) if action == "Status" else ()))
-        await f.until(lambda m: m.get("EventList") == "Complete" and m.get("ActionID") == aid, mark)
+        await f.until(list_complete(aid), mark)
     await f.act("PlayDTMF", ("Channel", f.chan), ("Digit", "5"), ("Duration", "100"))
     await f.sleep(1.0)
     f.note(f"ACD: Redirect {f.chan} -> cti-agent,1004,1 (offer with recording)")
