@@ -59,7 +59,7 @@ async def test_migrations_build_the_models_schema_on_postgres() -> None:
 
 async def test_store_without_create_refuses_an_outdated_schema(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
-    with pytest.raises(SchemaOutdated, match="none .empty database.*cti db upgrade"):
+    with pytest.raises(SchemaOutdated, match=r"none .empty database.*cti db upgrade"):
         await Store.open(url, create=False)
     async with Store.open(url) as s:  # create=True migrates
         assert await s.count_calls() == 0
@@ -72,7 +72,7 @@ def test_cti_db_upgrade_and_status_and_serve_refusal(tmp_path: Path) -> None:
 
     def cti(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "callcenter", *args], cwd=ROOT, capture_output=True, text=True,
-                              timeout=60, env={"PATH": "/usr/bin:/bin", "CTI_DATABASE_URL": f"sqlite+aiosqlite:///{db}",
+                              timeout=60, check=False, env={"PATH": "/usr/bin:/bin", "CTI_DATABASE_URL": f"sqlite+aiosqlite:///{db}",
                                                "HOME": str(tmp_path)})
 
     st = cti("db", "status")

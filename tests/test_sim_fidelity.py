@@ -79,7 +79,7 @@ async def test_scenario_matches_real_asterisk(name: str) -> None:
     assert sm.ratio() >= 0.9, "\n".join(difflib.unified_diff([r[0] for r in real], [c[0] for c in cand], lineterm=""))
     for tag, i1, i2, j1, j2 in sm.get_opcodes():
         if tag == "equal":
-            for r, c in zip(real[i1:i2], cand[j1:j2]):
+            for r, c in zip(real[i1:i2], cand[j1:j2], strict=True):
                 assert r[1] == c[1], (r[0], r[1] ^ c[1])
                 if not r[0].startswith("VarSet(BRIDGEPEER") and "ANSWEREDTIME" not in r[0] and "DIALEDTIME" not in r[0]:
                     assert r[2] == c[2], (r[0], r[2], c[2])
@@ -124,8 +124,13 @@ async def test_cel_events_match_real_asterisk(name: str) -> None:
     ami, _ = await run(name)
     real, cand = cel_calls((TRACES / f"{name}.ami.txt").read_text()), cel_calls(ami)
     assert len(real) == len(cand)
-    for (rl, r), (cl, c) in zip(real.items(), cand.items()):
-        seq = lambda xs: [f"{x['EventName']}[{cel_role(x['Channel'])}]" for x in xs]  # noqa: E731
+    def seq(xs: list[dict[str, str]]) -> list[str]:
+        return [f"{x['EventName']}[{cel_role(x['Channel'])}]" for x in xs]
+
+    def per(xs: list[dict[str, str]], chan: str) -> list[object]:
+        return [cel_item(x) for x in xs if cel_role(x["Channel"]) == chan and x["EventName"] != "LINKEDID_END"]
+
+    for (rl, r), (cl, c) in zip(real.items(), cand.items(), strict=True):
         rs, cs = seq(r), seq(c)
         print(f"{name}: call {rl} / {cl}: {len(r)} / {len(c)} CEL events")
         assert sorted(rs) == sorted(cs) or sorted(x for x in rs if "LINKEDID_END" not in x) == sorted(
@@ -136,9 +141,7 @@ async def test_cel_events_match_real_asterisk(name: str) -> None:
         assert [x["EventName"] for x in c].count("LINKEDID_END") == 1 and c[-1]["EventName"] == "LINKEDID_END"
         assert {x["_keys"] for x in c} == {x["_keys"] for x in r}
         for chan in {cel_role(x["Channel"]) for x in r}:
-            per = lambda xs: [cel_item(x) for x in xs if cel_role(x["Channel"]) == chan  # noqa: E731
-                              and x["EventName"] != "LINKEDID_END"]
-            assert per(r) == per(c), chan
+            assert per(r, chan) == per(c, chan), chan
 
 
 async def test_busy_agent_matches_the_real_busy_dial() -> None:
