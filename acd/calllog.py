@@ -6,6 +6,17 @@ list of store operations (:class:`CallLogOp`).  The writer takes every event wai
 a commit carries hundreds of events instead of one.  A failing batch is retried with backoff; if
 it still fails, its operations are written one by one (each retried), so one bad operation costs
 only itself: it is logged with the call id, counted in ``failures``, and the writer carries on.
+
+What a row says:
+
+* ``agent_id`` is the agent who answered (an offer that rang unanswered leaves none; a call
+  ringing an agent across an AMI outage, outcome ``unknown``, keeps the agent it rang);
+  ``answered_by`` the party bridged with the caller, ours or not (a call bridged by another AMI
+  client or a transfer is ``answered`` with its ``answered_at`` and ``talk_s``, and no agent).
+* ``outcome`` ``system``: ended unanswered by an Asterisk shutdown/restart (``end_reason``
+  ``shutdown``, ``hangup_side`` ``system``); an answered call so ended stays ``answered``.
+* A call not seen ending (an AMI outage) ends at the last time it was seen alive (by the AMI
+  link or by its FastAGI sessions), with ``outage_from``/``outage_to``: the window it ended in.
 """
 
 from __future__ import annotations
@@ -21,21 +32,26 @@ from crm_core.store_calls import CallLogOp
 from cti.bus import Bus
 from cti.domain import (
     RESYNC_GONE,
+    SHUTDOWN,
+    AmiOutage,
     CallAbandoned,
     CallAnswered,
     CallArrived,
+    CallAtAgent,
     CallBridged,
     CallEnded,
+    CallHeld,
     CallOffered,
     CallQueued,
+    DialResult,
     Disposition,
     DomainEvent,
+    IvrStep,
     OfferCancelled,
     RecordingReady,
 )
 
 log = logging.getLogger(__name__)
-
 
 
 class CallLogStore(Protocol):
@@ -49,18 +65,31 @@ class _Track:
     answered: bool = False
     offers: int = 0
     offer_open: bool = False  # offered, and no OfferCancelled since
+    bridged: bool = False  # CallBridged seen
+    offered_agent: str | None = None  # the agent of the last offer
+    last_seen: float | None = None  # the last event that shows the caller alive
 
 
 # events that may come after the call's CallEnded: they must not start a new track
 _AFTER_END = (Disposition, RecordingReady, CallEnded, OfferCancelled, CallAbandoned)
+# events that show the caller's channel alive at their time (AMI or FastAGI on that channel)
+_ALIVE = (CallArrived, IvrStep, CallQueued, CallHeld, CallAtAgent, CallOffered, DialResult, CallBridged,
+          CallAnswered)
 
 
-def _outcome(track: _Track, ev: CallEnded) -> str:
+def _outcome(track: _Track, ev: CallEnded, reason: str) -> str:
     if track.answered:
         return "answered"
-    if (ev.reason == RESYNC_GONE or ev.gap) and track.offer_open:
+    if reason == SHUTDOWN:
+        return "system"  # an Asterisk shutdown or restart ended it: not the caller's doing
+    if (reason == RESYNC_GONE or ev.gap) and track.offer_open:
         return "unknown"  # ringing an agent across an AMI outage: a missed bridge is possible
     return "abandoned" if track.queued else "ivr_hangup"
+
+
+# how long after a reconnect a call log closed as gone (by the app, not the tracker) still belongs
+# to that reconnect's outage
+_OUTAGE_NEWS_S = 300.0
 
 
 def _kind(ev: DomainEvent) -> str:
@@ -95,6 +124,7 @@ class CallLogWriter:
         self.batches = 0  # transactions committed
         self.max_batch = max_batch
         self._seq = 0
+        self._outages: dict[str, AmiOutage] = {}  # server -> its last AMI outage
 
     async def start(self) -> None:
         if self._task is None:
@@ -145,6 +175,9 @@ class CallLogWriter:
     async def _write(self, batch: list[DomainEvent]) -> None:
         ops: list[CallLogOp] = []
         for ev in batch:
+            if isinstance(ev, AmiOutage):
+                self._outages[ev.server] = ev
+                continue
             call_id: str | None = getattr(ev, "call_id", None)
             if call_id is not None:  # AgentStateChanged without a call: not part of any call log
                 ops.extend(self._ops(call_id, ev))
@@ -201,6 +234,8 @@ class CallLogWriter:
             track = _Track()
             if not isinstance(ev, _AFTER_END):
                 self._calls[call_id] = track
+        if isinstance(ev, _ALIVE):
+            track.last_seen = at if track.last_seen is None else max(track.last_seen, at)
         if isinstance(ev, CallQueued):
             track.queued = True
             op("update", cti_call_id=ev.cti_call_id, customer_id=ev.customer_id,
@@ -209,12 +244,23 @@ class CallLogWriter:
         elif isinstance(ev, CallOffered):
             track.offers += 1
             track.offer_open = True
-            op("update", offered_at=ev.at, agent_id=ev.agent_id, offers=track.offers)
+            track.offered_agent = ev.agent_id  # the row's agent_id is who answered, not who rang
+            op("update", offered_at=ev.at, offers=track.offers)
         elif isinstance(ev, CallAnswered):
+            if not track.answered:
+                op("update", answered_at=ev.at, agent_id=ev.agent_id)
+            else:
+                op("update", agent_id=ev.agent_id)
             track.answered = True
-            op("update", answered_at=ev.at, agent_id=ev.agent_id)
         elif isinstance(ev, CallBridged):
-            track.answered = True
+            if not track.bridged:  # the tracker's first bridge of the caller: who answered, and when
+                fields: dict[str, Any] = {"answered_by": ev.answered_by or None}
+                if not track.answered:
+                    fields["answered_at"] = ev.at
+                if ev.agent_id:
+                    fields["agent_id"] = ev.agent_id
+                op("update", **fields)
+            track.answered = track.bridged = True
         elif isinstance(ev, OfferCancelled):
             track.offer_open = False
         elif isinstance(ev, Disposition):
@@ -222,6 +268,37 @@ class CallLogWriter:
         op("event", kind=kind, at=at, data=data, dedup_key=dedup)
         if isinstance(ev, CallEnded):
             self._calls.pop(call_id, None)
-            op("end", at=ev.at, outcome=_outcome(track, ev), hangup_cause=ev.cause,
-               hangup_side=ev.hangup_side, end_reason=ev.reason)
+            reason, side = ev.reason, ev.hangup_side
+            outage: AmiOutage | None = None
+            if ev.outage_to is None and ev.reason == RESYNC_GONE:  # closed at a reconnect, unseen by the tracker
+                outage = self._outages.get(split_call_id(call_id, self._server)[0])
+                if outage is not None and not 0.0 <= ev.at - outage.up_at <= _OUTAGE_NEWS_S:
+                    outage = None
+                if outage is not None and outage.restart:
+                    reason, side = SHUTDOWN, "system"  # Asterisk restarted during the outage
+            outcome = _outcome(track, ev, reason)
+            extra: dict[str, Any] = {}
+            if outcome == "unknown" and track.offered_agent:
+                extra["agent_id"] = track.offered_agent  # it may have answered while the link was down
+            end_at: float | None = ev.at
+            if ev.outage_to is not None or ev.reason == RESYNC_GONE:  # not seen ending
+                end_at, extra["outage_from"], extra["outage_to"] = _unseen_end(track, ev, outage)
+            op("end", at=end_at, outcome=outcome, hangup_cause=ev.cause, hangup_side=side, end_reason=reason,
+               **extra)
         return ops
+
+
+def _unseen_end(track: _Track, ev: CallEnded, outage: AmiOutage | None) -> tuple[float | None, float | None, float]:
+    """(ended_at, outage_from, outage_to) of a call not seen ending: the last time it was seen alive
+    (by the tracker, or by its FastAGI sessions), never the reconnect.  ``None`` when nothing of it
+    was seen here (a row left open by an earlier run): the store takes the row's last milestone."""
+    if ev.outage_to is not None:  # the tracker's: it knows when it last saw the call
+        seen: list[float] = [ev.at]
+        upper = ev.outage_to
+    else:  # a call log left open that the tracker never saw: the app closes it at the reconnect
+        seen = []
+        upper = outage.up_at if outage is not None else ev.at
+    if track.last_seen is not None:
+        seen.append(track.last_seen)
+    end_at = min(max(seen), upper) if seen else None
+    return end_at, end_at, upper

@@ -178,5 +178,6 @@ def call_dto(c: Call) -> CallDTO:
         ended_at=to_epoch(c.ended_at), outcome=c.outcome, wait_s=c.wait_s, talk_s=c.talk_s,
         agent_id=c.agent_id, offers=c.offers or 0, hangup_cause=c.hangup_cause,
         hangup_side=c.hangup_side, end_reason=c.end_reason, disposition=c.disposition,
-        notes=c.notes,
+        notes=c.notes, answered_by=c.answered_by, outage_from=to_epoch(c.outage_from),
+        outage_to=to_epoch(c.outage_to),
     )

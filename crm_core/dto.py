@@ -86,6 +86,9 @@ class CallDTO(_JsonMixin):
     end_reason: str | None
     disposition: str | None
     notes: str | None
+    answered_by: str | None = None  # who or what answered (the bridged peer's channel)
+    outage_from: float | None = None  # not seen ending (an AMI outage): it ended in this window
+    outage_to: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -62,7 +62,8 @@ CHANNELS = ("phone", "web", "email", "sms", "fax")
 DIRECTIONS = ("inbound", "outbound")
 # "unknown": the call ended while the AMI link was down after it had been offered to an agent,
 # so whether the agent answered cannot be known (AMI keeps no history).
-OUTCOMES = ("in_progress", "answered", "abandoned", "ivr_hangup", "failed", "unknown")
+# "system": ended unanswered by the PBX itself (an Asterisk shutdown or restart), not an abandon
+OUTCOMES = ("in_progress", "answered", "abandoned", "ivr_hangup", "failed", "unknown", "system")
 ROLES = ("agent", "supervisor", "admin")
 
 # Stable constraint names, so Alembic autogenerate and migrations can refer to them.
@@ -212,11 +213,16 @@ class Call(Base):
     outcome: Mapped[str] = mapped_column(String(32), default="in_progress", index=True)
     wait_s: Mapped[float | None] = mapped_column(Float)
     talk_s: Mapped[float | None] = mapped_column(Float)
-    agent_id: Mapped[str | None] = mapped_column(String(64))
+    agent_id: Mapped[str | None] = mapped_column(String(64))  # the agent of ours who answered
+    # who or what answered: the channel bridged with the caller (our agent's leg or another party)
+    answered_by: Mapped[str | None] = mapped_column(String(128))
     offers: Mapped[int] = mapped_column(Integer, default=0)
     hangup_cause: Mapped[str | None] = mapped_column(String(32))
     hangup_side: Mapped[str | None] = mapped_column(String(32))
     end_reason: Mapped[str | None] = mapped_column(String(64))
+    # not seen ending (an AMI outage): it ended between these (ended_at = outage_from, last seen alive)
+    outage_from: Mapped[datetime | None]
+    outage_to: Mapped[datetime | None]
     disposition: Mapped[str | None] = mapped_column(String(64))
     notes: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

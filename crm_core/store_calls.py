@@ -30,8 +30,9 @@ log = logging.getLogger(__name__)
 CALL_FIELDS = frozenset(
     c.key for c in Call.__table__.columns if c.key not in ("id", "call_id", "updated_at")
 )
-_TIME_FIELDS = frozenset(f for f in CALL_FIELDS if f.endswith("_at"))
-_STR_FIELDS = frozenset({"hangup_cause", "hangup_side", "end_reason", "uniqueid", "linkedid"})
+_TIME_FIELDS = frozenset(f for f in CALL_FIELDS if f.endswith("_at")) | {"outage_from", "outage_to"}
+_STR_FIELDS = frozenset({"hangup_cause", "hangup_side", "end_reason", "uniqueid", "linkedid", "answered_by"})
+_MILESTONES = ("arrived_at", "queued_at", "offered_at", "answered_at")
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +151,7 @@ class CallLogMixin(StoreBase):
         self,
         call_id: str,
         *,
-        at: TimeLike,
+        at: TimeLike | None,
         outcome: str,
         hangup_cause: str | int | None = None,
         hangup_side: str | None = None,
@@ -161,7 +162,9 @@ class CallLogMixin(StoreBase):
 
         Idempotent: once a row has ``ended_at``, a later call_end only fills columns that are
         still empty (and an ``in_progress`` outcome). ``talk_s`` = ended - answered;
-        ``wait_s`` = (answered, else ended) - queued.
+        ``wait_s`` = (answered, else ended) - queued.  ``at=None``: the end was not seen and
+        nothing tells when: the row's last milestone (arrival, queued, offered, answered) is
+        taken, the last time the call was known alive (and ``outage_from``, if empty).
         """
         await self.call_log_batch([CallLogOp("end", call_id, {
             "at": at, "outcome": outcome, "hangup_cause": hangup_cause, "hangup_side": hangup_side,
@@ -242,6 +245,12 @@ class CallLogMixin(StoreBase):
             if not already or empty:
                 new[key] = value
         cur = {**row, **new}
+        if cur["ended_at"] is None and "ended_at" in values:  # ended at an unknown time: its last milestone
+            last = max((t for t in (to_dt(cur[k]) for k in _MILESTONES) if t is not None), default=None)
+            if last is not None:
+                new["ended_at"] = cur["ended_at"] = last
+                if cur["outage_to"] is not None and cur["outage_from"] is None:
+                    new["outage_from"] = cur["outage_from"] = last
         ended, answered, queued = (to_dt(cur["ended_at"]), to_dt(cur["answered_at"]), to_dt(cur["queued_at"]))
         if ended is not None:
             if answered is not None and (cur["talk_s"] is None or not already):

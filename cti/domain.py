@@ -9,7 +9,7 @@ such as pop latency can be measured across processes.
 Who publishes what:
 
 * ``cti.calls`` (the call tracker, from AMI): CallArrived, CallHeld, CallAtAgent,
-  DialResult, CallBridged, CallEnded.
+  DialResult, CallBridged, CallEnded, AmiOutage.
 * ``ivr``: IvrStep, CallQueued.
 * ``acd``: CallOffered, CallAnswered, CallAbandoned, AgentStateChanged, OfferCancelled.
 * ``screen_pop``: Disposition (agent closes the call).
@@ -72,12 +72,18 @@ class DialResult(DomainEvent):
 
 @dataclass(frozen=True, slots=True)
 class CallBridged(DomainEvent):
-    """The caller entered a bridge with an agent leg (the agent answered)."""
+    """The caller entered a bridge with another party for the first time: the call is answered.
+
+    ``agent_id`` is our agent when the caller was bridged from ``[cti-agent],<agent>`` (our
+    offer), else ``""`` (another AMI client's Redirect, a transfer, a dialplan of the site);
+    ``answered_by`` is the bridged peer's channel either way.
+    """
 
     call_id: str
     agent_id: str
     bridge_id: str
     at: float
+    answered_by: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,16 +93,36 @@ class CallEnded(DomainEvent):
     call_id: str
     cause: int
     cause_txt: str
-    hangup_side: str  # "caller", "agent", "system" or "unknown"
-    reason: str  # "hangup", or RESYNC_GONE when closed after a reconnect
+    # who ended it, from the caller's channel: "caller", "agent" (the party bridged with the
+    # caller, ours or not), "system" (our dialplan, an AMI Hangup, a shutdown) or "unknown"
+    hangup_side: str
+    reason: str  # "hangup", SHUTDOWN, or RESYNC_GONE when found gone after a reconnect
+    # when it ended; for a call not seen ending (an AMI outage), the last time it was seen alive
     at: float
     # the AMI link was down since the caller last reached an agent: a bridge may have been missed
     gap: bool = False
+    # not seen ending: it ended between these two times (the AMI outage, as the call saw it)
+    outage_from: float | None = None
+    outage_to: float | None = None
 
 
 # CallEnded.reason of a call found gone after an AMI reconnect: it ended while the link was
 # down, so its cause, hangup side and (if it was ringing an agent) its outcome are unknown.
 RESYNC_GONE = "resync-gone"
+# CallEnded.reason of a call ended by an Asterisk shutdown or restart (hangup_side "system").
+SHUTDOWN = "shutdown"
+
+
+@dataclass(frozen=True, slots=True)
+class AmiOutage(DomainEvent):
+    """The AMI link to ``server`` was down from ``down_at`` to ``up_at``: published at the
+    resynchronisation after the reconnect, before the calls found gone."""
+
+    server: str
+    down_at: float
+    up_at: float
+    at: float
+    restart: bool = False  # Asterisk shut down or restarted meanwhile: its calls died with it
 
 
 # -- from the IVR ----------------------------------------------------------------------

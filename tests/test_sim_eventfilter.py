@@ -16,10 +16,10 @@ from simulator.manager_conf import EventFilter, FilterError, Filters, load_manag
 from simulator.record import ScriptedAgi, Transcript, contract_script
 
 MANAGER_CONF = Path(__file__).resolve().parent.parent / "asterisk" / "manager.conf"
-VARSET = ("VarSet", "Event: VarSet\r\nPrivilege: dialplan,all\r\nChannel: Local/a@b-00000001;1\r\n"
-          "Variable: CTI_NEXT\r\nValue: queue\r\n\r\n")
-NEWCHANNEL = ("Newchannel", "Event: Newchannel\r\nPrivilege: call,all\r\nChannel: PJSIP/100-00000002\r\n"
-              "Exten: 5551000\r\n\r\n")
+VARSET = ("VarSet", ("Event: VarSet\r\nPrivilege: dialplan,all\r\nChannel: Local/a@b-00000001;1\r\n"
+                     "Variable: CTI_NEXT\r\nValue: queue\r\n\r\n"))
+NEWCHANNEL = ("Newchannel", ("Event: Newchannel\r\nPrivilege: call,all\r\nChannel: PJSIP/100-00000002\r\n"
+                             "Exten: 5551000\r\n\r\n"))
 CEL = ("CEL", "Event: CEL\r\nPrivilege: call,all\r\nEventName: HANGUP\r\nChannel: Local/a@b-00000001;2\r\n\r\n")
 
 
@@ -80,7 +80,10 @@ def test_project_manager_conf_is_loaded() -> None:
     assert u.writetimeout_ms == 100
     assert ("eventfilter(action(include),name(Hangup))", "") in u.eventfilters
     f = u.filters()
-    assert not f.exclude and len(f.include) == len(u.eventfilters) == 5
+    assert not f.exclude and len(f.include) == len(u.eventfilters) == 8
+    soft = "Event: SoftHangupRequest\r\nPrivilege: call,all\r\nChannel: PJSIP/t-1\r\nCause: {}\r\n"
+    assert f.allows("SoftHangupRequest", soft.format(4))  # AST_SOFTHANGUP_SHUTDOWN: a shutdown
+    assert not f.allows("SoftHangupRequest", soft.format(16))  # the end of every pbx run
     conf = parse_manager_conf("[general]\nenabled=yes\n[t](!)\nread=all\n[x]\nsecret = a\\;b ; comment\n"
                               "read = all\nwrite = system,call\neventfilter(name(VarSet),method(none)) =\n")
     assert list(conf) == ["x"] and conf["x"].secret == "a;b" and "security" in conf["x"].read
@@ -163,7 +166,8 @@ async def test_manager_conf_filters_drop_cel_and_friends() -> None:
                   f"CEL {names['CEL']}, DeviceStateChange {names['DeviceStateChange']}, "
                   f"NewConnectedLine {names['NewConnectedLine']}")
         (n_f, names_f), (n_u, names_u) = counts["filtered"], counts["unfiltered"]
-        wanted = {"Newchannel", "Newexten", "Hangup", "UserEvent", "BridgeEnter"}  # what cti/calls.py reads
+        # what cti/calls.py reads (SoftHangupRequest only with Cause 4: a shutdown, not in this call)
+        wanted = {"Newchannel", "Newexten", "Hangup", "UserEvent", "BridgeEnter", "HangupRequest", "BridgeLeave"}
         assert set(names_f) == wanted
         for ev in ("CEL", "VarSet", "DeviceStateChange", "NewConnectedLine"):
             assert names_f[ev] == 0 and names_u[ev] > 0, ev
