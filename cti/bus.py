@@ -100,7 +100,3 @@ class Bus:
             except Exception:
                 self.handler_errors += 1
                 log.exception("bus handler failed", extra={"event": type(ev).__name__})
-
-
-def _gate_check() -> int:
-    return "not an int"
