@@ -13,6 +13,8 @@ What a row says:
   ringing an agent across an AMI outage, outcome ``unknown``, keeps the agent it rang);
   ``answered_by`` the party bridged with the caller, ours or not (a call bridged by another AMI
   client or a transfer is ``answered`` with its ``answered_at`` and ``talk_s``, and no agent).
+* ``outcome`` ``redirected``: another AMI client (or the site's dialplan) moved the caller out of
+  the contract and it ended there unanswered (back in ``[cti-hold]``, it is ours again).
 * ``outcome`` ``system``: ended unanswered by an Asterisk shutdown/restart (``end_reason``
   ``shutdown``, ``hangup_side`` ``system``); an answered call so ended stays ``answered``.
 * A call not seen ending (an AMI outage) ends at the last time it was seen alive (by the AMI
@@ -41,6 +43,7 @@ from cti.domain import (
     CallBridged,
     CallEnded,
     CallHeld,
+    CallLeftContract,
     CallOffered,
     CallQueued,
     DialResult,
@@ -67,13 +70,15 @@ class _Track:
     offer_open: bool = False  # offered, and no OfferCancelled since
     bridged: bool = False  # CallBridged seen
     offered_agent: str | None = None  # the agent of the last offer
+    away: bool = False  # moved out of the contract by someone else, and not back in [cti-hold]
     last_seen: float | None = None  # the last event that shows the caller alive
 
 
 # events that may come after the call's CallEnded: they must not start a new track
 _AFTER_END = (Disposition, RecordingReady, CallEnded, OfferCancelled, CallAbandoned)
 # events that show the caller's channel alive at their time (AMI or FastAGI on that channel)
-_ALIVE = (CallArrived, IvrStep, CallQueued, CallHeld, CallAtAgent, CallOffered, DialResult, CallBridged,
+_ALIVE = (CallArrived, IvrStep, CallQueued, CallHeld, CallAtAgent, CallLeftContract, CallOffered, DialResult,
+          CallBridged,
           CallAnswered)
 
 
@@ -84,6 +89,8 @@ def _outcome(track: _Track, ev: CallEnded, reason: str) -> str:
         return "system"  # an Asterisk shutdown or restart ended it: not the caller's doing
     if (reason == RESYNC_GONE or ev.gap) and track.offer_open:
         return "unknown"  # ringing an agent across an AMI outage: a missed bridge is possible
+    if track.away:
+        return "redirected"  # sent out of the contract by someone else, and ended there unanswered
     return "abandoned" if track.queued else "ivr_hangup"
 
 
@@ -263,6 +270,10 @@ class CallLogWriter:
             track.answered = track.bridged = True
         elif isinstance(ev, OfferCancelled):
             track.offer_open = False
+        elif isinstance(ev, CallLeftContract):
+            track.away = True
+        elif isinstance(ev, CallHeld):
+            track.away = False
         elif isinstance(ev, Disposition):
             op("update", disposition=ev.code, notes=ev.notes)
         op("event", kind=kind, at=at, data=data, dedup_key=dedup)

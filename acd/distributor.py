@@ -23,6 +23,7 @@ from cti import dialplan
 from cti.bus import Bus
 from cti.domain import (
     RESYNC_GONE,
+    SHUTDOWN,
     AgentStateChanged,
     CallAbandoned,
     CallAnswered,
@@ -30,6 +31,7 @@ from cti.domain import (
     CallBridged,
     CallEnded,
     CallHeld,
+    CallLeftContract,
     CallOffered,
     CallQueued,
     DialResult,
@@ -80,6 +82,9 @@ class Distributor:
         self._calls: dict[str, WaitingCall] = {}
         self._active: dict[str, _ActiveCall] = {}  # call_id -> bridged call
         self._early_held: dict[str, str] = {}  # CallHeld seen before CallQueued: call_id -> channel
+        # waiting callers moved out of the contract by someone else: routed again (at their old
+        # place) if they come back to [cti-hold]
+        self._away: dict[str, WaitingCall] = {}
         self._disposed: set[str] = set()  # Disposition came while the agent was still on the call
         self._wrap_timers: dict[str, asyncio.Task[None]] = {}  # agent_id -> timer
         self._tasks: set[asyncio.Task[None]] = set()
@@ -88,6 +93,7 @@ class Distributor:
         bus.on(CallQueued, self._on_queued)
         bus.on(CallHeld, self._on_held)
         bus.on(CallAtAgent, self._on_at_agent)
+        bus.on(CallLeftContract, self._on_left_contract)
         bus.on(CallBridged, self._on_bridged)
         bus.on(DialResult, self._on_dial_result)
         bus.on(CallEnded, self._on_ended)
@@ -249,6 +255,8 @@ class Distributor:
 
     def _on_held(self, ev: CallHeld) -> None:
         call = self._calls.get(ev.call_id)
+        if call is None and ev.call_id in self._away:  # back from elsewhere: its place is kept
+            call = self._calls[ev.call_id] = self._away.pop(ev.call_id)
         if call is None:
             if ev.call_id not in self._active:
                 self._early_held[ev.call_id] = ev.channel
@@ -272,11 +280,38 @@ class Distributor:
         if call is not None:
             call.held = False
 
+    def _on_left_contract(self, ev: CallLeftContract) -> None:
+        call = self._calls.pop(ev.call_id, None)
+        if call is None:
+            return  # not waiting (answered, or never queued): nothing to route
+        log.info("caller %s left the queue for %s,%s (not our Redirect): no longer routed",
+                 ev.call_id, ev.context, ev.exten)
+        self._withdraw_offer(call, "left-contract")
+        call.held = False
+        self._away[ev.call_id] = call
+        self._kick()
+
+    def _withdraw_offer(self, call: WaitingCall, reason: str) -> None:
+        """The caller will not reach the agent it was offered to: free that agent."""
+        agent_id, call.offer_agent = call.offer_agent, None
+        a = self._agents.get(agent_id) if agent_id is not None else None
+        if a is not None and a.current_call == call.call_id and a.state in (AgentState.RESERVED,
+                                                                              AgentState.RINGING):
+            self._apply(a, AgentEvent.RELEASE, reason, call_id=None)
+            self._bus.publish(OfferCancelled(call.call_id, a.id, reason, self._clock()))
+
     def _on_bridged(self, ev: CallBridged) -> None:
         call = self._calls.get(ev.call_id)
         a = self._agents.get(ev.agent_id)
         if call is None or a is None or a.current_call != ev.call_id:
-            log.warning("bridge of %s with %s not offered by the ACD", ev.call_id, ev.agent_id)
+            away = self._calls.pop(ev.call_id, None) or self._away.pop(ev.call_id, None)
+            if away is not None:  # answered by someone else (another client, a transfer): not ours to route
+                log.info("caller %s answered by %s, not by an offer of ours: no longer routed",
+                         ev.call_id, ev.answered_by or ev.agent_id)
+                self._withdraw_offer(away, "answered-elsewhere")
+                self._kick()
+            elif ev.call_id not in self._active:
+                log.warning("bridge of %s with %s not offered by the ACD", ev.call_id, ev.agent_id)
             return
         if a.state not in (AgentState.RINGING, AgentState.RESERVED):
             return
@@ -305,20 +340,25 @@ class Distributor:
 
     def _on_ended(self, ev: CallEnded) -> None:
         self._early_held.pop(ev.call_id, None)
+        if self._away.pop(ev.call_id, None) is not None:
+            return  # it ended outside the contract, where someone else had sent it: not an abandon of ours
         call = self._calls.pop(ev.call_id, None)
         now = self._clock()
         if call is not None:
             unknown = (ev.reason == RESYNC_GONE or ev.gap) and call.offer_agent is not None
+            shutdown = ev.reason == SHUTDOWN
             if call.offer_agent is not None:
                 a = self._agents.get(call.offer_agent)
                 if a is not None and a.current_call == call.call_id and a.state in (
                     AgentState.RESERVED, AgentState.RINGING
                 ):
                     agent_reason, offer_reason = (("ended-during-outage",) * 2 if unknown
+                                                  else ("shutdown",) * 2 if shutdown
                                                   else ("caller-hangup", "hangup"))
                     self._apply(a, AgentEvent.RELEASE, agent_reason, call_id=None)
                     self._bus.publish(OfferCancelled(call.call_id, a.id, offer_reason, now))
-            if not unknown:  # ringing an agent when the link went down: maybe answered, not an abandon
+            # ringing an agent when the link went down: maybe answered; a shutdown: the system's doing
+            if not unknown and not shutdown:
                 self._bus.publish(CallAbandoned(call.call_id, call.queue, max(0.0, ev.at - call.enqueued_at),
                                                 "queue", now))
             self._kick()

@@ -63,7 +63,7 @@ DIRECTIONS = ("inbound", "outbound")
 # "unknown": the call ended while the AMI link was down after it had been offered to an agent,
 # so whether the agent answered cannot be known (AMI keeps no history).
 # "system": ended unanswered by the PBX itself (an Asterisk shutdown or restart), not an abandon
-OUTCOMES = ("in_progress", "answered", "abandoned", "ivr_hangup", "failed", "unknown", "system")
+OUTCOMES = ("in_progress", "answered", "abandoned", "ivr_hangup", "failed", "unknown", "system", "redirected")
 ROLES = ("agent", "supervisor", "admin")
 
 # Stable constraint names, so Alembic autogenerate and migrations can refer to them.

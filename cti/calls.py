@@ -49,6 +49,7 @@ from cti.domain import (
     CallBridged,
     CallEnded,
     CallHeld,
+    CallLeftContract,
     DialResult,
     DomainEvent,
 )
@@ -230,6 +231,8 @@ class CallTracker:
             c.agent = exten
             c.gap = False  # this offer is watched from its start
             out.append(CallAtAgent(c.call_id, exten, now))
+        elif ctx not in CONTRACT_CONTEXTS and prev_ctx in CONTRACT_CONTEXTS and c.arrived:
+            out.append(CallLeftContract(c.call_id, ctx, exten, now))
         return out
 
     def _adopt_if_needed(self, c: TrackedCall, msg: Message, now: float) -> list[DomainEvent]:

@@ -51,6 +51,17 @@ class CallHeld(DomainEvent):
 
 
 @dataclass(frozen=True, slots=True)
+class CallLeftContract(DomainEvent):
+    """The caller moved from a context of the contract to one outside it (another AMI client's
+    Redirect, a site's transfer): the ACD stops routing it until it comes back to ``[cti-hold]``."""
+
+    call_id: str
+    context: str
+    exten: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
 class CallAtAgent(DomainEvent):
     """The caller reached ``[cti-agent],<agent>`` after a Redirect."""
 

@@ -137,3 +137,16 @@ def internal_call(t: float = 1.0) -> Timed:
     ch = Chan("PJSIP/2001-00000031", "1795462000.90", "1795462000.90", "queue-test", "600", 1, "2001", "Desk")
     return at(t, newchannel(ch), newexten(ch, "Answer"), newexten(ch.at("queue-test", "600", 2), "Queue"),
               hangup(ch.at("queue-test", "600", 2), 16))
+
+
+def redirected_to_voicemail(back_at: float | None = None) -> Timed:
+    """Another AMI client redirects our waiting caller from MOH to [voicemail],s at 3.0; the caller
+    hangs up there at 9.0, or (``back_at``) is redirected back to [cti-hold] first."""
+    c1 = C1.at("voicemail", "s", 1)
+    out = first_hold() + at(3.0, newexten(c1, "VoiceMail", "100@default"))
+    if back_at is not None:
+        out += at(back_at, newexten(C1.at("cti-hold", "s", 1), "AGI", "agi://127.0.0.1:4573/hold"))
+        c1 = C1.at("cti-hold", "s", 2)
+    return out + at(
+        9.0, soft_hangup_request(FAR, 16), hangup_request(c1, 16), soft_hangup_request(c1, 16),
+        hangup_handler_run(c1), call_end(c1, "", 16), hangup(c1, 16), hangup(FAR, 16))

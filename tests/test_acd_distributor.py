@@ -13,12 +13,14 @@ from acd.errors import InvalidTransition, UnknownAgent
 from acd.model import Agent, AgentState, QueueConfig
 from cti.bus import Bus
 from cti.domain import (
+    SHUTDOWN,
     AgentStateChanged,
     CallAbandoned,
     CallAnswered,
     CallBridged,
     CallEnded,
     CallHeld,
+    CallLeftContract,
     CallOffered,
     CallQueued,
     DialResult,
@@ -262,3 +264,62 @@ async def test_snapshot_and_errors(env: Env) -> None:
         e.acd.login("nobody")
     with pytest.raises(InvalidTransition):
         e.acd.set_ready("1002")
+
+
+async def test_a_foreign_redirect_frees_the_offered_agent_and_a_return_keeps_the_place(env: Env) -> None:
+    e = env
+    await e.queue_call("c1")  # no agent yet: waits
+    e.clock.t += 5
+    await e.queue_call("c2")
+    await ready(e, "1001")
+    assert e.cc.redirects[-1][2] == "1001" and e.acd.agent("1001").current_call == "c1"  # the older call
+    # another AMI client sends c1 to voicemail before it reaches [cti-agent]
+    await e.publish(CallLeftContract("c1", "voicemail", "s", e.clock.t))
+    assert e.acd.waiting_call("c1") is None
+    (cancel,) = e.of(OfferCancelled)
+    assert (cancel.call_id, cancel.agent_id, cancel.reason) == ("c1", "1001", "left-contract")
+    assert e.acd.agent("1001").current_call == "c2"  # the freed agent goes to the next caller
+    e.acd.decide_offer("1001", "u-c2", "ch-c2")
+    await e.publish(CallBridged("c2", "1001", "b2", e.clock.t))
+    # c1 comes back to hold: routed again, still older than any newer caller
+    await e.queue_call("c3")
+    await e.publish(CallHeld("c1", "ch-c1", e.clock.t))
+    waiting = e.acd.waiting_call("c1")
+    assert waiting is not None and waiting.enqueued_at == 1000.0
+    await ready(e, "1002")
+    assert e.acd.agent("1002").current_call == "c1"
+    assert not e.of(CallAbandoned)
+
+
+async def test_a_caller_ending_where_someone_else_sent_it_is_no_abandon(env: Env) -> None:
+    e = env
+    await e.queue_call("c1")
+    await e.publish(CallLeftContract("c1", "voicemail", "s", e.clock.t))
+    await e.publish(CallEnded("c1", 16, "", "caller", "hangup", e.clock.t + 3))
+    assert not e.of(CallAbandoned)
+
+
+async def test_a_waiting_caller_bridged_by_someone_else_leaves_the_queue(env: Env) -> None:
+    e = env
+    await ready(e, "1001")
+    await e.queue_call("c1")
+    assert state(e, "1001") is AgentState.RESERVED
+    await e.publish(CallBridged("c1", "", "br-x", e.clock.t, answered_by="SIP/desk-0001"))
+    assert e.acd.waiting_call("c1") is None and state(e, "1001") is AgentState.READY
+    assert [c.reason for c in e.of(OfferCancelled)] == ["answered-elsewhere"]
+    await e.publish(CallEnded("c1", 16, "", "agent", "hangup", e.clock.t + 30))
+    assert not e.of(CallAbandoned) and not e.of(CallAnswered)
+
+
+async def test_a_shutdown_is_no_abandon_and_frees_the_ringing_agent(env: Env) -> None:
+    e = env
+    await ready(e, "1001")
+    await e.queue_call("c1")
+    e.acd.decide_offer("1001", "u-c1", "ch-c1")
+    await e.queue_call("c2")
+    await e.publish(CallEnded("c1", 0, "", "system", SHUTDOWN, e.clock.t))
+    await e.publish(CallEnded("c2", 0, "", "system", SHUTDOWN, e.clock.t))
+    assert not e.of(CallAbandoned)
+    # c1 rang 1001; freed, 1001 was reserved for c2, which the shutdown ended too
+    assert [(c.call_id, c.reason) for c in e.of(OfferCancelled)] == [("c1", "shutdown"), ("c2", "shutdown")]
+    assert state(e, "1001") is AgentState.READY

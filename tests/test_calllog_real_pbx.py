@@ -37,6 +37,7 @@ from tests.pbx_scenarios import (
     abandon_while_ringing,
     bridged_by_another_client,
     internal_call,
+    redirected_to_voicemail,
     restart_while_bridged,
     restart_while_queued,
     v301_bridged,
@@ -234,3 +235,18 @@ async def test_our_answered_call_names_agent_and_leg(store: Store) -> None:
     row = await only_row(store)
     assert (row.outcome, row.agent_id, row.answered_by) == ("answered", "1004", "Local/1004@agent-phones-00000001;1")
     assert (row.answered_at, row.talk_s, row.hangup_side) == pytest.approx((T0 + 8.285, 17.305 - 8.285, "caller"))
+
+
+async def test_a_caller_sent_elsewhere_by_another_client_and_ending_there_is_redirected(store: Store) -> None:
+    evs = Feed()(redirected_to_voicemail())
+    assert "CallLeftContract" in [type(e).__name__ for e in evs]
+    await write(store, with_acd(evs))
+    row = await only_row(store)
+    assert (row.outcome, row.agent_id, row.hangup_side) == ("redirected", None, "caller")
+    assert row.ended_at == pytest.approx(T0 + 9.0)
+
+
+async def test_a_caller_sent_back_to_hold_is_ours_again(store: Store) -> None:
+    await write(store, with_acd(Feed()(redirected_to_voicemail(back_at=5.0))))
+    row = await only_row(store)
+    assert (row.outcome, row.agent_id) == ("abandoned", None)

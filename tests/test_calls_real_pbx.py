@@ -11,7 +11,7 @@ import pytest
 
 from cti.ami.protocol import Message
 from cti.calls import CallTracker
-from cti.domain import AmiOutage, CallArrived, CallBridged, CallEnded
+from cti.domain import AmiOutage, CallArrived, CallBridged, CallEnded, CallLeftContract
 from tests.ami_shapes import (
     T0,
     Chan,
@@ -232,8 +232,10 @@ def test_link_lost_can_be_told_when_the_link_was_last_known_up() -> None:
 def test_a_caller_bridged_by_another_client_is_answered_by_that_peer() -> None:
     feed = Feed()
     evs = feed(bridged_by_another_client())
-    assert kinds(evs) == ["CallArrived", "CallHeld", "CallBridged", "CallEnded"]
-    bridged = evs[2]
+    assert kinds(evs) == ["CallArrived", "CallHeld", "CallLeftContract", "CallBridged", "CallEnded"]
+    left = evs[2]
+    assert isinstance(left, CallLeftContract) and left.context != "cti-hold"
+    bridged = evs[3]
     assert isinstance(bridged, CallBridged)
     assert (bridged.agent_id, bridged.answered_by, bridged.bridge_id) == ("", DESK.name, "br-desk")
     assert bridged.at == T0 + 5.0
@@ -251,7 +253,8 @@ def test_a_peer_entering_after_the_caller_answers_it_and_parking_does_not() -> N
     feed(first_hold())
     c1 = C1.at("other", "park", 1)
     lot = feed.at(3.0, [newexten(c1, "Park"), bridge_enter("lot", 1, c1, technology="holding_bridge")])
-    assert lot == []  # a holding bridge (parking) answers nothing
+    # the caller left the contract (the ACD stops routing it); a holding bridge (parking) answers nothing
+    assert kinds(lot) == ["CallLeftContract"]
     feed.at(4.0, [bridge_leave("lot", 0, c1)])
     evs = feed.at(5.0, [bridge_enter("conf", 1, c1.at("other", "conf", 2)),
                         bridge_enter("conf", 2, DESK)])
