@@ -50,6 +50,7 @@ from callcenter.startup import (
     error_line,
     hold_log,
     one_line,
+    open_store,
     release_log,
 )
 
@@ -209,6 +210,8 @@ def cmd_db(args: argparse.Namespace) -> int:
     from crm_core.db import ensure_pg_schema, make_engine
 
     url = db_url(args, _load)
+    if args.action == "check":
+        return check_call_log(url, DB_VIA_FLAG if args.db else DB_VIA_SETTINGS)
 
     async def main() -> int:
         engine = make_engine(url)
@@ -228,6 +231,29 @@ def cmd_db(args: argparse.Namespace) -> int:
 
     with database_errors(url, DB_VIA_FLAG if args.db else DB_VIA_SETTINGS):
         return asyncio.run(main())
+
+
+def check_call_log(url: str, via: str) -> int:
+    """``cti db check``: every call-log row against :func:`crm_core.call_invariant.call_row_problems`.
+    One line per broken row on stdout, progress on stderr every 100,000 rows, a summary last."""
+    from crm_core.call_invariant import call_row_problems
+
+    async def main() -> int:
+        rows = bad = 0
+        async with open_store(url, create=False, via=via) as store:
+            async for page in store.iter_calls(batch=2000):
+                for row in page:
+                    problems = call_row_problems(row)
+                    if problems:
+                        bad += 1
+                        print(f"call {row.call_id}: " + "; ".join(problems))
+                rows += len(page)
+                if rows % 100_000 < len(page):
+                    print(f"checked {rows} call logs ...", file=sys.stderr, flush=True)
+        print(f"checked {rows} call logs: {bad} break the invariant" + ("" if bad else " (all valid)"))
+        return EXIT_FAILURE if bad else EXIT_OK
+
+    return asyncio.run(main())
 
 
 # -- the parser -----------------------------------------------------------------------------
@@ -303,9 +329,10 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     m.set_defaults(fn=cmd_simulate)
     db = _command_parser(sub, "db", "the CRM schema: upgrade (build or migrate) or status")
-    db.add_argument("action", choices=("upgrade", "status"),
+    db.add_argument("action", choices=("upgrade", "status", "check"),
                     help="upgrade: build or migrate the schema to the newest revision; "
-                         "status: tell its revision (exit 1 when outdated)")
+                         "status: tell its revision (exit 1 when outdated); "
+                         "check: apply the call-log invariant to every row (exit 1 on any broken row)")
     db.add_argument("--db", default=None, metavar="URL",
                     help="database URL or SQLite file (default: database.url)")
     db.set_defaults(fn=cmd_db)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from callcenter.settings import AgentSettings, Settings
 from callcenter.startup import DB_VIA_FLAG, DB_VIA_SETTINGS
+from crm_core.call_invariant import call_row_problems
 
 if TYPE_CHECKING:
     from callcenter.app import AsteriskLink, CtiApp
@@ -251,6 +252,7 @@ async def _figures(app: CtiApp, records: list[tuple[AsteriskLink, CallRecord]], 
         logs += 1
         if row.ended_at is None:
             problems.append(f"call {r.linkedid}: call log not closed")
+        problems.extend(f"call {r.linkedid}: {p}" for p in call_row_problems(row))
         if row.outcome == "unknown":
             unknown += 1
             if not in_outage(link, r.ended):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -332,6 +332,18 @@ class CallLogMixin(StoreBase):
         stmt = stmt.order_by(Call.arrived_at.asc().nulls_last(), Call.id.asc()).limit(limit)
         async with self._read() as s:
             return [call_dto(r) for r in (await s.execute(stmt)).scalars()]
+
+    async def iter_calls(self, batch: int = 1000) -> AsyncIterator[list[CallDTO]]:
+        """Every call row in pages of ``batch`` (by primary key): a whole table without loading it."""
+        last = 0
+        while True:
+            stmt = select(Call).where(Call.id > last).order_by(Call.id).limit(batch)
+            async with self._read() as s:
+                page = [call_dto(r) for r in (await s.execute(stmt)).scalars()]
+            if not page:
+                return
+            yield page
+            last = page[-1].id
 
     async def count_calls(self) -> int:
         async with self._read() as s:
