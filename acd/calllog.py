@@ -72,6 +72,7 @@ class _Track:
     offered_agent: str | None = None  # the agent of the last offer
     away: bool = False  # moved out of the contract by someone else, and not back in [cti-hold]
     last_seen: float | None = None  # the last event that shows the caller alive
+    first_seen: float | None = None  # the first (FastAGI may see a call before AMI does: an outage)
 
 
 # events that may come after the call's CallEnded: they must not start a new track
@@ -235,14 +236,17 @@ class CallLogWriter:
         if isinstance(ev, CallArrived):
             track = self._calls.setdefault(call_id, _Track())
             server, linkedid = split_call_id(call_id, self._server)
+            # adopted after an AMI outage, its IVR (FastAGI) may have seen it first: it arrived then
+            arrived = ev.at if track.first_seen is None else min(ev.at, track.first_seen)
             op("arrived", uniqueid=ev.uniqueid, linkedid=linkedid, channel=ev.channel,
-               caller_num=ev.caller_num, caller_name=ev.caller_name, dnis=ev.dnis, at=ev.at, server=server)
+               caller_num=ev.caller_num, caller_name=ev.caller_name, dnis=ev.dnis, at=arrived, server=server)
         if track is None:
             track = _Track()
             if not isinstance(ev, _AFTER_END):
                 self._calls[call_id] = track
         if isinstance(ev, _ALIVE):
             track.last_seen = at if track.last_seen is None else max(track.last_seen, at)
+            track.first_seen = at if track.first_seen is None else min(track.first_seen, at)
         if isinstance(ev, CallQueued):
             track.queued = True
             op("update", cti_call_id=ev.cti_call_id, customer_id=ev.customer_id,

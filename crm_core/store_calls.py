@@ -244,6 +244,9 @@ class CallLogMixin(StoreBase):
             empty = current is None or (key == "outcome" and current == "in_progress")
             if not already or empty:
                 new[key] = value
+        if already:  # its end was written before: a later "not seen ending" adds no outage window
+            new.pop("outage_from", None)
+            new.pop("outage_to", None)
         cur = {**row, **new}
         if cur["ended_at"] is None and "ended_at" in values:  # ended at an unknown time: its last milestone
             last = max((t for t in (to_dt(cur[k]) for k in _MILESTONES) if t is not None), default=None)
