@@ -4,6 +4,11 @@ Nothing outside ``callcenter`` imports this module (``cli`` and ``simulate`` use
 call-log writer, FastAGI server, web server; then the AMI links (``connect_ami``), whose
 every (re)connect triggers a resynchronisation of that server's live calls.
 
+An Asterisk that cannot be reached, or refuses the login, does not stop the process: its
+client retries with backoff, logs each change of the link's state once, and the web edge
+shows every server's link state (``link_states`` / ``watch_links``: the supervisor feed,
+the agent page, ``GET /api/health``).
+
 Several Asterisk servers (``[ami]`` and ``[[ami_servers]]``): one AMI client and one call
 tracker each, call ids ``"<server>/<linkedid>"`` (two servers' linkedids may be equal);
 a FastAGI session belongs to the server its connection comes from (``agi_peers``), and a
@@ -16,7 +21,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
@@ -29,12 +34,13 @@ from acd.model import Agent, QueueConfig
 from acd.offer import HoldHandler, OfferHandler
 from acd.stats import StatsFold
 from callcenter.settings import AmiSettings, Settings
-from callcenter.startup import DB_VIA_SETTINGS, ami_unavailable, database_errors, listening
+from callcenter.startup import DB_VIA_SETTINGS, database_errors, listening
 from crm_core.store import Store
 from cti import dialplan as dp
 from cti.agi.server import FastAgiServer
 from cti.agi.session import AgiSession
-from cti.ami.client import AmiClient, AmiNotConnected
+from cti.ami import link as lk
+from cti.ami.client import AmiClient
 from cti.ami.protocol import Message
 from cti.bus import Bus
 from cti.calls import CallTracker
@@ -50,12 +56,18 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class AsteriskLink:
-    """One Asterisk server: its settings, call tracker and (once connected) AMI client."""
+    """One Asterisk server: its settings, call tracker, (once connected) AMI client and the
+    state of its link (``connecting`` until the client has a first outcome)."""
 
     settings: AmiSettings
     tracker: CallTracker
     client: AmiClient | None = None
     resyncs: list[float] = field(default_factory=list)  # ms per resync
+    state: lk.LinkState = field(init=False)
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        self.state = lk.initial(s.name, s.host, s.port, s.username, time.time())
 
     @property
     def name(self) -> str:
@@ -81,6 +93,7 @@ class CtiApp:
         self.distributor: Distributor | None = None
         self.calllog: CallLogWriter | None = None
         self._runner: web.AppRunner | None = None
+        self._link_watchers: list[Callable[[lk.LinkState], None]] = []
         self.http_port = settings.http.port
 
     @property
@@ -144,7 +157,7 @@ class CtiApp:
             await self.agi.start()
         self._default_queue = default_q
 
-        deps = WebDeps(bus=self.bus, auth=self.store, customers=self.store, acd=self.distributor)
+        deps = WebDeps(bus=self.bus, auth=self.store, customers=self.store, acd=self.distributor, links=self)
         app = build_app(deps, allowed_origins=list(s.http.allowed_origins))
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -159,14 +172,19 @@ class CtiApp:
 
     async def connect_ami(self, host: str | None = None, port: int | None = None, *,
                           where: dict[str, tuple[str, int]] | None = None, timeout: float = 10.0) -> None:
-        """Connect every server's AMI link; ``host``/``port`` override the first server's
-        address, ``where`` any server's (by name).  A link not logged in within ``timeout``
-        seconds raises :class:`~callcenter.startup.AmiUnavailable` saying why."""
+        """Start every server's AMI client; ``host``/``port`` override the first server's
+        address, ``where`` any server's (by name).
+
+        Waits (at most ``timeout`` seconds, all servers at once) for each link's first
+        outcome: logged in, or a failure (unreachable, login refused ...), which its client
+        has logged.  It never raises for a link that is down: the client goes on retrying
+        with backoff, and the link's state is there for the pages and ``/api/health``."""
         where = dict(where or {})
         if host or port:
             s0 = self.first.settings
             where.setdefault(self.first.name, (host or s0.host, port or s0.port))
-        for index, link in enumerate(self.links.values()):
+        clients: list[AmiClient] = []
+        for link in self.links.values():
             s = link.settings
             h, p = where.get(link.name, (s.host, s.port))
             client = link.client = AmiClient(h, p, s.username, s.secret.get_secret_value(), name=s.name,
@@ -174,10 +192,34 @@ class CtiApp:
             client.add_listener(functools.partial(self._on_ami_event, link))
             client.on_connected(functools.partial(self._resync, link))
             client.on_disconnected(link.tracker.link_lost)
+            client.on_link_state(functools.partial(self._link_state, link))
+            self._link_state(link, client.link)
+            await client.start(wait=False)
+            clients.append(client)
+        await asyncio.gather(*(c.wait_attempted(timeout) for c in clients))
+
+    # -- the links' state, for the web edge (screen_pop.deps.AsteriskLinks) -------------
+
+    def link_states(self) -> list[lk.LinkState]:
+        return [link.state for link in self.links.values()]
+
+    def watch_links(self, fn: Callable[[lk.LinkState], None]) -> Callable[[], None]:
+        """``fn(state)`` on every update of a link's state; returns the call that stops it."""
+        self._link_watchers.append(fn)
+
+        def unwatch() -> None:
+            if fn in self._link_watchers:
+                self._link_watchers.remove(fn)
+
+        return unwatch
+
+    def _link_state(self, link: AsteriskLink, state: lk.LinkState) -> None:
+        link.state = state
+        for fn in list(self._link_watchers):
             try:
-                await client.start(timeout=timeout)
-            except AmiNotConnected:
-                raise await ami_unavailable(s, index, h, p, timeout, len(self.links) > 1) from None
+                fn(state)
+            except Exception:
+                log.exception("link-state watcher failed", extra={"server": link.name})
 
     async def stop(self) -> None:
         for link in self.links.values():

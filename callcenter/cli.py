@@ -5,14 +5,17 @@ Every command takes ``--config PATH``; environment variables override the file.
 A command that cannot start prints one line on stderr, ``cti <command>: <what failed>
 (<why>); <the fix>``, and no traceback (``callcenter.startup`` builds these lines); the log
 of a start-up that failed is dropped (kept, before that line, when ``log.level`` is DEBUG).
-``serve`` and ``demo`` print their banner only once everything listens and is connected.
+``serve`` and ``demo`` print their banner only once everything listens and, for ``serve``, each
+AMI link has answered or ``--ami-timeout`` has passed. ``serve`` keeps serving while an Asterisk AMI
+is unreachable or refuses the login: it retries with backoff, logs each change of the link once, and
+``/api/health`` and the pages show the link.
 
 Exit status:
 
 ======  =========================================================================================
 0       done; ``serve`` and ``demo`` also after SIGINT (Ctrl-C) or SIGTERM once running
 1       the environment failed: a port already in use, the database unreachable or not openable,
-        its schema outdated (``cti db upgrade``), an Asterisk AMI unreachable or refusing the login;
+        its schema outdated (``cti db upgrade``);
         or a command found what it reports: a simulation inconsistent, ``db status`` outdated,
         ``customers show`` no such customer, ``customers erase`` without ``--yes``
 2       the command line or the configuration as written: a bad flag or value, a config file
@@ -303,7 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND", help="what to run")
     s = _command_parser(sub, "serve", "run against a real Asterisk")
     s.add_argument("--ami-timeout", type=POSITIVE_FLOAT, default=10.0, metavar="SECONDS",
-                   help="how long to wait at start-up for each Asterisk AMI login, in seconds (default %(default)s)")
+                   help="the longest serve waits at start-up for each Asterisk AMI's first answer (logged in or "
+                        "refused) before it serves without it and keeps retrying, in seconds (default %(default)s)")
     s.set_defaults(fn=cmd_serve)
     d = _command_parser(sub, "demo", "run everything on the built-in simulator until Ctrl-C")
     d.add_argument("--rate", type=POSITIVE_FLOAT, default=0.5, metavar="CALLS/S",

@@ -7,26 +7,25 @@ them).  The pieces here turn the errors of the layers below into those lines:
 * :func:`listening` wraps a bind (HTTP, FastAGI): the port, its address and the setting;
 * :func:`database_errors` / :func:`open_store` wrap opening the CRM database: the URL
   (password hidden) or SQLite file, and where it was configured;
-* :func:`ami_unavailable` tells why an AMI link did not log in, from one probe login
-  (unreachable, refused login, silent peer), with the settings to correct;
 * :func:`hold_log` keeps the log records of the start-up until it has succeeded, so a
   failure shows its one line and not a screenful of retries before it.
+
+An Asterisk AMI that cannot be reached, or refuses the login, is not a start-up failure:
+``cti serve`` serves without it while its client retries (``callcenter.app``), and says so
+in the log (one line per change of the link's state) and on the pages.
 
 Exceptions::
 
     StartupError            the world is not as the command needs it (``code``: exit status)
      ├── ListenError        a port could not be listened on (taken, privileged, no such address)
-     ├── DatabaseError      the CRM database cannot be reached or opened (code 2: unusable URL)
-     └── AmiUnavailable     an Asterisk AMI cannot be reached, or refuses our login
+     └── DatabaseError      the CRM database cannot be reached or opened (code 2: unusable URL)
 """
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import contextlib
 import errno
-import hashlib
 import logging
 import os
 from collections.abc import AsyncIterator, Iterator
@@ -35,10 +34,9 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 
-from callcenter.settings import AmiSettings, SettingsError, secret_env_var
+from callcenter.settings import SettingsError
 from crm_core.migrate import SchemaOutdated
 from crm_core.store import Store
-from cti.ami.protocol import AmiError, AmiParser, Message, format_action
 from ivr.errors import FlowError
 
 __all__ = [
@@ -49,11 +47,9 @@ __all__ = [
     "EXIT_OK",
     "EXIT_USAGE",
     "START_ERRORS",
-    "AmiUnavailable",
     "DatabaseError",
     "ListenError",
     "StartupError",
-    "ami_unavailable",
     "check_db_url",
     "database_errors",
     "error_line",
@@ -64,7 +60,7 @@ __all__ = [
 ]
 
 EXIT_OK = 0
-EXIT_FAILURE = 1  # the environment: a port taken, a database or Asterisk unreachable or not ready
+EXIT_FAILURE = 1  # the environment: a port taken, a database unreachable or not ready
 EXIT_USAGE = 2  # the command line or the configuration as written
 EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
 
@@ -108,10 +104,6 @@ class ListenError(StartupError):
 
 
 class DatabaseError(StartupError):
-    pass
-
-
-class AmiUnavailable(StartupError):
     pass
 
 
@@ -272,78 +264,3 @@ async def open_store(url: str, *, create: bool = True, via: str = DB_VIA_SETTING
         yield store
     finally:
         await store.close()
-
-
-# -- the AMI ------------------------------------------------------------------------------------
-
-
-async def probe_ami(host: str, port: int, username: str, secret: str, auth: str,
-                    timeout: float) -> tuple[str, str]:
-    """One login, to tell why a link does not come up: ``(kind, detail)``, kind one of
-    ``unreachable``, ``refused`` (Asterisk's message), ``silent``, ``ok``."""
-    try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
-    except TimeoutError:
-        return "unreachable", f"no answer within {timeout:g} s"
-    except OSError as e:
-        return "unreachable", os_reason(e)
-    parser = AmiParser()
-
-    async def reply(action: str, fields: dict[str, object]) -> Message:
-        aid = f"cti-probe-{action.lower()}"
-        writer.write(format_action(action, aid, fields))
-        while True:
-            data = await reader.read(65536)
-            if not data:
-                raise ConnectionResetError(errno.ECONNRESET, "closed the connection")
-            for msg in parser.feed(data):
-                if isinstance(msg, Message) and msg.is_response and msg.action_id == aid:
-                    return msg
-
-    async def login() -> Message:
-        fields: dict[str, object] = {"Username": username}
-        if auth == "md5":
-            challenge = (await reply("Challenge", {"AuthType": "MD5"})).get("Challenge") or ""
-            fields.update(AuthType="MD5", Key=hashlib.md5((challenge + secret).encode()).hexdigest())
-        else:
-            fields["Secret"] = secret
-        return await reply("Login", fields)
-
-    wait = max(timeout, 3.0)  # Asterisk answers a refused login after a delay
-    try:
-        r = await asyncio.wait_for(login(), wait)
-    except TimeoutError:
-        return "silent", f"no answer to a login within {wait:g} s"
-    except (OSError, AmiError) as e:
-        return "unreachable", os_reason(e) if isinstance(e, OSError) else one_line(str(e))
-    finally:
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
-    if (r.get("Response") or "").lower() == "success":
-        return "ok", ""
-    return "refused", one_line(r.get("Message") or "Authentication failed")
-
-
-async def ami_unavailable(s: AmiSettings, index: int, host: str, port: int, timeout: float,
-                          several: bool) -> AmiUnavailable:
-    """The error for the ``index``-th server's link (``s``, at ``host:port``), which did not log
-    in within ``timeout`` s: why, from one probe login, and the settings to correct."""
-    key = "ami" if index == 0 else f"ami_servers[{index - 1}]"
-    who = f"Asterisk {s.name!r} AMI" if several else "Asterisk AMI"
-    kind, detail = await probe_ami(host, port, s.username, s.secret.get_secret_value(), s.auth, timeout)
-    if kind == "unreachable":
-        env = " (or CTI_AMI_HOST, CTI_AMI_PORT)" if index == 0 else ""
-        return AmiUnavailable(f"cannot reach {who} at {host}:{port} ({detail}, tried for {timeout:g} s)",
-                              f"start Asterisk with its manager interface enabled (manager.conf), or correct "
-                              f"{key}.host and {key}.port{env}")
-    if kind == "refused":
-        var = "CTI_AMI_SECRET" if index == 0 else secret_env_var(s.name)
-        return AmiUnavailable(f"{who} at {host}:{port} refused the login of user {s.username!r} ({detail})",
-                              f"check {key}.username and {key}.secret (or {var}) against that user's section"
-                              " in Asterisk's manager.conf")
-    if kind == "silent":
-        return AmiUnavailable(f"{who} at {host}:{port} accepted the connection but gave no login ({detail})",
-                              f"check that {key}.host and {key}.port name Asterisk's manager port (manager.conf)")
-    return AmiUnavailable(f"{who} at {host}:{port} did not log us in within {timeout:g} s (it does now)",
-                          "wait longer with --ami-timeout SECONDS, or check the load of the Asterisk server")

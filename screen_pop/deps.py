@@ -1,17 +1,18 @@
 """What the web edge needs from the rest of the system, as Protocols, and its settings.
 
 The composition root passes the real ones (``crm_core.store.Store`` for ``AuthStore`` and
-``CustomerStore``, ``acd.distributor.Distributor`` for ``AgentControl``); tests pass small
-in-memory fakes.
+``CustomerStore``, ``acd.distributor.Distributor`` for ``AgentControl``, ``callcenter.app.CtiApp``
+for ``AsteriskLinks``); tests pass small in-memory fakes.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from cti.ami.link import LinkState
 from cti.bus import Bus
 
 ROLES: tuple[str, ...] = ("agent", "supervisor", "admin")
@@ -60,6 +61,17 @@ class AgentControl(Protocol):
     def snapshot(self) -> dict[str, Any]: ...
 
 
+class AsteriskLinks(Protocol):
+    """The state of each Asterisk server's AMI link, and a watch on its updates."""
+
+    def link_states(self) -> Sequence[LinkState]: ...
+
+    def watch_links(self, fn: Callable[[LinkState], None]) -> Callable[[], None]:
+        """Call ``fn(state)`` inline on every update (it must be cheap); returns the call
+        that stops watching."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class WebConfig:
     session_ttl_s: float = 12 * 3600.0
@@ -87,3 +99,4 @@ class WebDeps:
     acd: AgentControl
     config: WebConfig = field(default_factory=WebConfig)
     clock: Callable[[], float] = time.time
+    links: AsteriskLinks | None = None  # None: no Asterisk link to show (the pages show none)

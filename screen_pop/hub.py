@@ -7,6 +7,10 @@ AgentStateChanged) and routes each event to the sockets it concerns:
 * CallAnswered / CallEnded -> the agent of that call only;
 * AgentStateChanged -> that agent's sockets, and every supervisor socket.
 
+The AMI links' state (``WebDeps.links``) goes out as a ``links`` frame after ``hello`` and on
+every update: in full to the supervisors, and in the agents' view (no address, user or
+count) to every agent socket when that view changed.
+
 Every socket has its own bounded send queue and sender task, so a slow client never stalls
 the consumer or the other clients: a client whose queue fills is dropped (closed with 1013).
 A pop is queued at once as a pending lookup (a task shared by the agent's sockets); each
@@ -19,11 +23,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from aiohttp import WSCloseCode, web
 
+from cti.ami.link import LinkState
 from cti.bus import Subscription
 from cti.domain import AgentStateChanged, CallAnswered, CallEnded, CallOffered, DomainEvent
 from screen_pop.deps import WebDeps
@@ -35,6 +40,7 @@ from screen_pop.messages import (
     DispositionMsg,
     ErrorMsg,
     Hello,
+    LinksMsg,
     NotReady,
     Ping,
     Pong,
@@ -131,6 +137,8 @@ class Hub:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sub: Subscription | None = None
         self._sem: asyncio.Semaphore | None = None
+        self._unwatch: Callable[[], None] | None = None
+        self._agent_links = ""  # the last links frame broadcast to the agents
         self.pops = 0
         self.dropped_clients = 0
         self.lookup_errors = 0
@@ -144,18 +152,28 @@ class Hub:
                                         maxsize=cfg.bus_queue)
         self.spawn(self._consume())
         self.spawn(self._stats_loop())
+        if self.deps.links is not None:
+            self._unwatch = self.deps.links.watch_links(self._link_update)
 
     async def stop(self) -> None:
+        if self._unwatch is not None:
+            self._unwatch()
+            self._unwatch = None
         if self._sub is not None:
             self.deps.bus.unsubscribe(self._sub)
             self._sub = None
-        conns = [c for cs in self._agents.values() for c in cs] + list(self._supervisors)
-        await asyncio.gather(*(c.aclose(WSCloseCode.GOING_AWAY, b"server shutdown") for c in conns),
-                             return_exceptions=True)
+        await self.close_all()
         for t in list(self._tasks):
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+
+    async def close_all(self) -> None:
+        """Close every socket ("server shutdown"): their handlers end, so the server's shutdown
+        does not wait out its grace period for them."""
+        conns = [c for cs in self._agents.values() for c in cs] + list(self._supervisors)
+        await asyncio.gather(*(c.aclose(WSCloseCode.GOING_AWAY, b"server shutdown") for c in conns),
+                             return_exceptions=True)
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         t = asyncio.create_task(coro)
@@ -170,6 +188,9 @@ class Hub:
         self._agents.setdefault(conn.agent_id, set()).add(conn)
         conn.start()
         conn.send(encode(Hello(conn.agent_id, self.agent_state(conn.agent_id))))
+        frames = self._links_frames()
+        if frames is not None:
+            conn.send(frames[1])
 
     def remove_agent(self, conn: Connection) -> None:
         conn.close()
@@ -191,6 +212,9 @@ class Hub:
         self._supervisors.add(conn)
         conn.start()
         conn.send(encode(Hello(None, "")))
+        frames = self._links_frames()
+        if frames is not None:
+            conn.send(frames[0])
         try:
             conn.send(encode(StatsMsg(self.deps.acd.snapshot())))
         except Exception:
@@ -236,6 +260,34 @@ class Hub:
             if isinstance(a, dict) and a.get("id") == agent_id:
                 return str(a.get("state", "unknown"))
         return "logged_out"
+
+    # -- the AMI links ------------------------------------------------------------------
+
+    def _links_frames(self) -> tuple[str, str] | None:
+        """The ``links`` frames now: (supervisors' view, agents' view); None without links."""
+        links = self.deps.links
+        if links is None:
+            return None
+        try:
+            states = list(links.link_states())
+        except Exception:
+            log.exception("link states failed")
+            return None
+        return (encode(LinksMsg(tuple(s.to_json() for s in states))),
+                encode(LinksMsg(tuple(s.public() for s in states))))
+
+    def _link_update(self, state: LinkState) -> None:
+        frames = self._links_frames()
+        if frames is None:
+            return
+        full, public = frames
+        for c in list(self._supervisors):
+            c.send(full)
+        if public != self._agent_links:
+            self._agent_links = public
+            for conns in list(self._agents.values()):
+                for c in list(conns):
+                    c.send(public)
 
     # -- agent -> server -----------------------------------------------------------------
 

@@ -2,8 +2,13 @@
 
 Every frame is one JSON object with a ``"type"`` key.
 
-server -> agent: ``hello``, ``pop``, ``call_answered``, ``call_ended``, ``state``, ``pong``, ``error``
-server -> supervisor: ``hello`` (agent_id null), ``state`` (every agent), ``stats``, ``error``
+server -> agent: ``hello``, ``links``, ``pop``, ``call_answered``, ``call_ended``, ``state``, ``pong``,
+``error``
+server -> supervisor: ``hello`` (agent_id null), ``links``, ``state`` (every agent), ``stats``, ``error``
+
+``links`` holds every Asterisk server's AMI link state (``cti.ami.link.LinkState``), sent
+after ``hello`` and on every update: to supervisors in full (address, user, attempts), to
+agents without the address, user or count, and only when that view changes.
 agent -> server: ``ready``, ``not_ready``, ``disposition``, ``ping``
 
 :func:`parse_client` turns raw text into a client message or raises
@@ -37,6 +42,7 @@ __all__ = [
     "DispositionMsg",
     "ErrorMsg",
     "Hello",
+    "LinksMsg",
     "NotReady",
     "Ping",
     "Pong",
@@ -235,6 +241,42 @@ class StatsMsg:
         return cls(_opt_dict(d, "snapshot") or {})
 
 
+_LINK_FIELDS = (("server", str), ("up", bool), ("state", str), ("reason", str), ("since", float))
+MAX_LINKS = 64
+
+
+@dataclass(frozen=True, slots=True)
+class LinksMsg:
+    """The AMI link of every Asterisk server: ``links`` is a list of ``LinkState.to_json()``
+    (supervisors) or ``LinkState.public()`` (agents)."""
+
+    TYPE: ClassVar[str] = "links"
+    links: tuple[dict[str, Any], ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": self.TYPE, "links": list(self.links)}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> LinksMsg:
+        raw = d.get("links")
+        if not isinstance(raw, list) or len(raw) > MAX_LINKS:
+            raise MessageError("bad-field", f"field 'links' must be a list of at most {MAX_LINKS} objects")
+        out: list[dict[str, Any]] = []
+        for item in raw:
+            if not isinstance(item, dict):
+                raise MessageError("bad-field", "field 'links' must hold objects")
+            for key, kind in _LINK_FIELDS:
+                if kind is bool:
+                    if not isinstance(item.get(key), bool):
+                        raise MessageError("bad-field", f"links: field {key!r} must be a boolean")
+                elif kind is float:
+                    _num(item, key)
+                else:
+                    _str(item, key, max_len=MAX_FRAME_CHARS)
+            out.append(dict(item))
+        return cls(tuple(out))
+
+
 @dataclass(frozen=True, slots=True)
 class Pong:
     TYPE: ClassVar[str] = "pong"
@@ -328,12 +370,12 @@ class Ping:
 
 ClientMessage: TypeAlias = Ready | NotReady | DispositionMsg | Ping
 ServerMessage: TypeAlias = (
-    Hello | Pop | CallAnsweredMsg | CallEndedMsg | StateMsg | StatsMsg | Pong | ErrorMsg
+    Hello | LinksMsg | Pop | CallAnsweredMsg | CallEndedMsg | StateMsg | StatsMsg | Pong | ErrorMsg
 )
 
 _CLIENT: dict[str, Any] = {c.TYPE: c for c in (Ready, NotReady, DispositionMsg, Ping)}
 _SERVER: dict[str, Any] = {
-    c.TYPE: c for c in (Hello, Pop, CallAnsweredMsg, CallEndedMsg, StateMsg, StatsMsg, Pong, ErrorMsg)
+    c.TYPE: c for c in (Hello, LinksMsg, Pop, CallAnsweredMsg, CallEndedMsg, StateMsg, StatsMsg, Pong, ErrorMsg)
 }
 
 

@@ -12,6 +12,8 @@ Routes::
                           when it has no socket left)
     GET  /api/me          200 session's public fields | 401
     GET  /api/stats       acd.snapshot() (supervisor/admin) | 401 | 403
+    GET  /api/health      {"ok", "at", "ami": [link state per Asterisk server]} (supervisor/admin)
+                          | 401 | 403; "ok" is false while any AMI link is down (status 200)
     GET  /ws/agent        agent socket (role agent with an agent_id; Origin checked)
     GET  /ws/supervisor   supervisor feed (role supervisor/admin; Origin checked)
     /api/customers..., /api/calls   the CRM REST API (screen_pop.rest)
@@ -77,6 +79,7 @@ def build_app(deps: WebDeps, *, allowed_origins: list[str],
     app[ORIGINS_KEY] = frozenset(_norm_origin(o) for o in allowed_origins)
     app[STATIC_KEY] = Path(static_dir)
     app.cleanup_ctx.append(_hub_ctx)
+    app.on_shutdown.append(_close_sockets)
     app.on_response_prepare.append(_security_headers)
     app.router.add_get("/", _root)
     app.router.add_get("/agent", _page("agent.html"))
@@ -85,6 +88,7 @@ def build_app(deps: WebDeps, *, allowed_origins: list[str],
     app.router.add_post("/api/logout", logout)
     app.router.add_get("/api/me", me)
     app.router.add_get("/api/stats", stats)
+    app.router.add_get("/api/health", health)
     app.router.add_get("/ws/agent", ws_agent)
     app.router.add_get("/ws/supervisor", ws_supervisor)
     add_crm_routes(app, deps.customers)
@@ -97,6 +101,11 @@ async def _hub_ctx(app: web.Application) -> AsyncIterator[None]:
     await hub.start()
     yield
     await hub.stop()
+
+
+async def _close_sockets(app: web.Application) -> None:
+    """On shutdown, before the server waits for its handlers: the websockets' never end alone."""
+    await app[HUB_KEY].close_all()
 
 
 async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
@@ -186,6 +195,15 @@ async def me(request: web.Request) -> web.StreamResponse:
 async def stats(request: web.Request) -> web.StreamResponse:
     snap = request.app[DEPS_KEY].acd.snapshot()
     return web.json_response(text=json.dumps(snap, default=str))
+
+
+@require_role("supervisor")
+async def health(request: web.Request) -> web.StreamResponse:
+    """Every Asterisk server's AMI link: up or not, since when, why (``LinkState.to_json``)."""
+    deps = request.app[DEPS_KEY]
+    states = list(deps.links.link_states()) if deps.links is not None else []
+    return web.json_response({"ok": all(s.up for s in states), "at": deps.clock(),
+                              "ami": [s.to_json() for s in states]})
 
 
 # -- websockets --------------------------------------------------------------------------

@@ -1,25 +1,32 @@
 """``cti`` start-up failures: each one is a single stderr line naming the thing and the fix,
-with the documented exit status and no traceback.  The CLI runs as a real subprocess against
-real peers: sockets bound here, a closed local port for PostgreSQL and the AMI, the
-simulator as an Asterisk that refuses the login."""
+with the documented exit status and no traceback.  An Asterisk AMI that is unreachable or
+refuses the login is not one: ``cti serve`` keeps serving and retrying, and says so once.
+The CLI runs as a real subprocess against real peers: sockets bound here, a closed local port
+for PostgreSQL and the AMI, a socket that never answers, the simulator as an Asterisk that
+comes up late or refuses the login."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, Self
 
+import aiohttp
 import pytest
 
 from callcenter.cli import build_parser
+from crm_core.store import Store
 from simulator import AsteriskSim, SimConfig
+from simulator.manager_conf import UserSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
@@ -186,39 +193,206 @@ def test_serve_refuses_an_outdated_schema(tmp_path: Path) -> None:
     _one_line(r, EXIT_FAILURE, f"cti serve: the CRM schema of sqlite+aiosqlite:///{db}", "run `cti db upgrade` first")
 
 
-# -- the AMI ------------------------------------------------------------------------------------
+# -- the AMI: not a start-up failure ------------------------------------------------------------
+# `cti serve` serves without an Asterisk that is unreachable or refuses the login: HTTP and
+# FastAGI stay up, the client retries with backoff, the log says each change of the link's state
+# once, and GET /api/health (and the supervisor feed) tell the link's state.
+
+SECRET = "s3cr3t-never-logged"
 
 
-def test_serve_without_a_reachable_asterisk(tmp_path: Path, current_db: Path) -> None:
-    port = _closed_port()
-    t0 = time.monotonic()
-    r = _cti(_env(tmp_path, current_db, CTI_AMI_PORT=str(port)), "serve", "--ami-timeout", "0.5")
-    _one_line(r, EXIT_FAILURE, f"cannot reach Asterisk AMI at 127.0.0.1:{port}", "connection refused",
-              "ami.host", "ami.port", "CTI_AMI_PORT")
-    assert time.monotonic() - t0 < 15
+def _sim_users(secret: str) -> dict[str, UserSpec]:
+    (name, spec), = SimConfig().users.items()
+    assert isinstance(spec, tuple)
+    return {name: (secret, spec[1], spec[2])}
 
 
-async def test_serve_with_a_refused_ami_login(tmp_path: Path, current_db: Path) -> None:
-    async with AsteriskSim(SimConfig(agi_port=1, auth_fail_delay_s=0.3)) as sim:  # user ctilp, secret "secret"
-        env = _env(tmp_path, current_db, CTI_AMI_PORT=str(sim.ami_port), CTI_AMI_SECRET="not-the-secret")
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "callcenter", "serve", "--ami-timeout", "0.5", cwd=ROOT, env=env,
+class Serve:
+    """``cti serve`` as a subprocess: its stderr lines as they come, HTTP as a supervisor."""
+
+    def __init__(self, env: dict[str, str], *args: str) -> None:
+        self.env, self.args = env, args
+        self.base = f"http://127.0.0.1:{env['CTI_HTTP_PORT']}"
+        self.err: list[str] = []
+        self.out: list[str] = []
+        self.proc: asyncio.subprocess.Process | None = None
+        self._readers: list[asyncio.Task[None]] = []
+        self._serving = asyncio.Event()
+        self.token = ""
+
+    async def __aenter__(self) -> Self:
+        async with Store.open(self.env["CTI_DATABASE_URL"], create=False) as store:
+            await store.set_user("sue", "pw-sue", "supervisor")
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "callcenter", "serve", *self.args, cwd=ROOT, env=self.env,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        out, err = await asyncio.wait_for(proc.communicate(), 30)
-    r = subprocess.CompletedProcess(["cti"], proc.returncode or 0, out.decode(), err.decode())
-    line = _one_line(r, EXIT_FAILURE, f"Asterisk AMI at 127.0.0.1:{sim.ami_port} refused the login of user 'ctilp'",
-                     "ami.secret", "CTI_AMI_SECRET", "manager.conf")
-    assert "not-the-secret" not in line
+        assert self.proc.stdout is not None and self.proc.stderr is not None
+        self._readers = [asyncio.create_task(self._read(self.proc.stdout, self.out)),
+                         asyncio.create_task(self._read(self.proc.stderr, self.err))]
+        return self
+
+    async def _read(self, stream: asyncio.StreamReader, into: list[str]) -> None:
+        while line := await stream.readline():
+            into.append(line.decode().rstrip("\n"))
+            if line.startswith(b"cti serving"):
+                self._serving.set()
+
+    async def serving(self, timeout: float = 20) -> float:
+        """Wait for the banner; the seconds it took."""
+        t0 = time.monotonic()
+        waiter = asyncio.create_task(self._serving.wait())
+        assert self.proc is not None
+        ended = asyncio.create_task(self.proc.wait())
+        done, _ = await asyncio.wait({waiter, ended}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        ended.cancel()
+        assert waiter in done, ("no banner", self.out, self.err)
+        async with aiohttp.ClientSession() as http, http.post(
+                f"{self.base}/api/login", json={"username": "sue", "password": "pw-sue"}) as r:
+            assert r.status == 200, await r.text()
+            cookie = r.cookies.get("cti_session")
+            assert cookie is not None
+            self.token = cookie.value
+        return time.monotonic() - t0
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    async def health(self) -> dict[str, Any]:
+        async with aiohttp.ClientSession() as http, http.get(f"{self.base}/api/health", headers=self.auth) as r:
+            assert r.status == 200, await r.text()
+            body: dict[str, Any] = await r.json()
+            return body
+
+    async def until(self, pred: Callable[[dict[str, Any]], bool], timeout: float = 20) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            h = await self.health()
+            if pred(h["ami"][0]):
+                return h
+            assert time.monotonic() < deadline, (h, self.err)
+            await asyncio.sleep(0.1)
+
+    def lines(self, needle: str) -> list[str]:
+        return [ln for ln in self.err if needle in ln]
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def stop(self) -> None:
+        """Ctrl-C, and wait for the exit."""
+        assert self.proc is not None
+        if self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                await asyncio.wait_for(self.proc.wait(), 15)
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+        await asyncio.gather(*self._readers, return_exceptions=True)
 
 
-def test_ctrl_c_while_serve_waits_for_asterisk_is_a_quiet_130(tmp_path: Path, current_db: Path) -> None:
-    env = _env(tmp_path, current_db)
+def _log(line: str) -> dict[str, Any]:
+    record: dict[str, Any] = json.loads(line)
+    return record
+
+
+async def test_serve_keeps_serving_while_asterisk_is_unreachable_then_connects(tmp_path: Path,
+                                                                              current_db: Path) -> None:
+    port = _closed_port()
+    env = _env(tmp_path, current_db, CTI_AMI_PORT=str(port), CTI_AMI_SECRET=SECRET)
+    async with Serve(env, "--ami-timeout", "5") as cti:
+        assert await cti.serving() < 15  # a refused connection is an answer: no waiting out --ami-timeout
+        async with aiohttp.ClientSession() as http, http.get(f"{cti.base}/agent") as r:
+            assert r.status == 200  # the pages are up
+        _, w = await asyncio.open_connection("127.0.0.1", int(env["CTI_AGI_PORT"]))  # FastAGI accepts
+        w.close()
+        async with aiohttp.ClientSession() as http, http.ws_connect(f"{cti.base.replace('http', 'ws')}/ws/supervisor",
+                                                                     headers=cti.auth) as ws:
+            assert (await ws.receive_json(timeout=5))["type"] == "hello"
+            first = await ws.receive_json(timeout=5)
+            assert first["type"] == "links" and first["links"][0]["up"] is False
+            assert first["links"][0]["state"] in ("unreachable", "connecting")
+            h = await cti.until(lambda a: a["attempts"] >= 4)  # several retries (0.1 s, 0.2 s, 0.4 s ... apart)
+            a = h["ami"][0]
+            assert h["ok"] is False and (a["server"], a["host"], a["port"], a["username"]) == (
+                "default", "127.0.0.1", port, "ctilp")
+            assert a["state"] == "unreachable" and a["reason"] == "connection refused"
+            (said,) = cti.lines("unreachable")  # once, over every retry
+            rec = _log(said)
+            assert rec["level"] == "WARNING" and rec["logger"] == "cti.ami.client"
+            assert rec["msg"] == (f"AMI 'default' at 127.0.0.1:{port} (user 'ctilp'): unreachable (connection refused);"
+                                  " retrying with backoff (at most 30 s apart)")
+            assert (rec["server"], rec["host"], rec["port"], rec["user"], rec["link"]) == (
+                "default", "127.0.0.1", port, "ctilp", "unreachable")
+
+            async with AsteriskSim(SimConfig(ami_port=port, agi_port=int(env["CTI_AGI_PORT"]),
+                                             users=_sim_users(SECRET))):
+                while True:  # the feed says so as soon as the link is up
+                    m = await ws.receive_json(timeout=20)
+                    if m["type"] == "links" and m["links"][0]["up"]:
+                        break
+                h = await cti.until(lambda a: a["up"])
+                assert h["ok"] is True and h["ami"][0]["state"] == "up" and h["ami"][0]["reason"] == ""
+                await asyncio.sleep(0.5)
+                (back,) = cti.lines("connected again")
+                assert _log(back)["level"] == "INFO" and "failed attempts" in _log(back)["msg"]
+                assert len(cti.lines("unreachable")) == 1
+                t0 = time.monotonic()
+                await cti.stop()  # Ctrl-C, before its Asterisk goes, with the feed still open
+                assert time.monotonic() - t0 < 5
+    assert cti.proc is not None and cti.proc.returncode == 0, cti.err
+    assert "Traceback" not in "\n".join(cti.err) and SECRET not in "\n".join(cti.err + cti.out)
+
+
+async def test_serve_keeps_retrying_a_refused_login(tmp_path: Path, current_db: Path) -> None:
+    async with AsteriskSim(SimConfig(agi_port=1, auth_fail_delay_s=0.05)) as sim:  # user ctilp, secret "secret"
+        env = _env(tmp_path, current_db, CTI_AMI_PORT=str(sim.ami_port), CTI_AMI_SECRET="not-the-secret")
+        async with Serve(env) as cti:
+            await cti.serving()
+            h = await cti.until(lambda a: a["attempts"] >= 3)
+            a = h["ami"][0]
+            assert (a["up"], a["state"], a["reason"]) == (False, "auth_failed", "Authentication failed")
+            (said,) = cti.lines("authentication failed")
+            rec = _log(said)
+            assert rec["level"] == "ERROR" and rec["link"] == "auth_failed"
+            assert rec["msg"].startswith(f"AMI 'default' at 127.0.0.1:{sim.ami_port} (user 'ctilp'): "
+                                         "authentication failed (Authentication failed); check the username")
+    assert cti.proc is not None and cti.proc.returncode == 0, cti.err
+    assert "not-the-secret" not in "\n".join(cti.err + cti.out)
+
+
+@pytest.fixture
+def silent_ami() -> Iterator[int]:
+    """A port that accepts connections (the kernel's backlog) and never says a word."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(8)
+        yield int(s.getsockname()[1])
+
+
+async def test_ami_timeout_bounds_the_wait_for_a_silent_asterisk(tmp_path: Path, current_db: Path,
+                                                                 silent_ami: int) -> None:
+    env = _env(tmp_path, current_db, CTI_AMI_PORT=str(silent_ami))
+    async with Serve(env, "--ami-timeout", "0.5") as cti:
+        took = await cti.serving()
+        assert took < 2.5  # served after --ami-timeout, not after the login's 3 s
+        assert (await cti.health())["ami"][0]["state"] in ("connecting", "no_login")
+        a = (await cti.until(lambda a: a["state"] == "no_login", 10))["ami"][0]
+        assert a["reason"] == "no answer to the login within 3 s"
+        assert len(cti.lines("connected but no login")) == 1
+
+
+def test_ctrl_c_while_serve_waits_for_asterisk_is_a_quiet_130(tmp_path: Path, current_db: Path,
+                                                             silent_ami: int) -> None:
+    env = _env(tmp_path, current_db, CTI_AMI_PORT=str(silent_ami))
     http = int(env["CTI_HTTP_PORT"])
     proc = subprocess.Popen([sys.executable, "-m", "callcenter", "serve", "--ami-timeout", "30"], cwd=ROOT,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 15
-        while True:  # HTTP listens, so serve now waits for the AMI login
+        while True:  # HTTP listens, so serve now waits for the AMI's first answer (its login's: 3 s)
             assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
             try:
                 socket.create_connection(("127.0.0.1", http), 0.2).close()

@@ -7,8 +7,14 @@
 * A dropped link fails every pending action at once with :class:`AmiConnectionLost`.
   Nothing is replayed after a reconnect: non-idempotent actions (Originate, Redirect,
   Hangup, Setvar) are the caller's decision to retry.
-* Reconnects with exponential backoff and jitter (capped at 30 s); pings every
-  ``ping_interval``; a peer silent for ``dead_after`` seconds is declared dead.
+* Never gives up: an unreachable Asterisk, a refused login or a dropped link is retried
+  with exponential backoff and jitter (``backoff_initial`` doubling, each wait drawn in
+  0.5x-1.5x of the step and capped at ``backoff_max``; the first step again after a link
+  that had logged in); pings every ``ping_interval``; a peer silent for ``dead_after``
+  seconds is declared dead.
+* Keeps the link's state (:mod:`cti.ami.link`: up, or why not, since when) in ``link``,
+  logs a line only when that state changes (one line for a thousand refused retries; one
+  when it is up again) and hands every update to the ``on_link_state`` callbacks.
 * The reader never blocks: events are handed to inline listeners (which must be cheap)
   right after parsing, and typed (:mod:`cti.ami.events`) into bounded per-subscriber
   queues (``subscribe``) that drop their oldest event when full and count it, so the
@@ -40,8 +46,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Self
 
+from cti.ami import link as lk
 from cti.ami.events import AmiEvent, typed
 from cti.ami.protocol import AmiError, AmiParser, Banner, Fields, Message, format_action
+from cti.ami.queue import EventQueue
+
+__all__ = ["AmiActionError", "AmiClient", "AmiClientError", "AmiConnectionLost", "AmiLoginError",
+           "AmiNotConnected", "AmiTimeout", "EventQueue", "Response"]
 
 log = logging.getLogger(__name__)
 
@@ -101,79 +112,6 @@ class _Pending:
 EventListener = Callable[[Message], None]
 
 
-class EventQueue:
-    """A bounded queue of typed events for one subscriber (see :meth:`AmiClient.subscribe`).
-
-    Overflow policy: **drop the oldest** and count it in ``dropped``.  The reader never waits
-    for a subscriber: Asterisk disconnects a client that does not drain its socket within
-    ``writetimeout`` (100 ms), so a slow consumer loses its oldest events, not the link.
-    """
-
-    def __init__(self, names: frozenset[str] | None, maxsize: int) -> None:
-        if maxsize < 1:
-            raise ValueError("maxsize must be at least 1")
-        self.names = names
-        self.maxsize = maxsize
-        self._q: collections.deque[AmiEvent] = collections.deque(maxlen=maxsize)
-        self._waiters: list[asyncio.Future[None]] = []
-        self.dropped = 0
-        self.delivered = 0
-
-    def wants(self, name: str) -> bool:
-        return self.names is None or name in self.names
-
-    def _put(self, ev: AmiEvent) -> None:
-        q = self._q
-        if len(q) == self.maxsize:
-            self.dropped += 1  # the deque's maxlen drops the oldest on append
-        q.append(ev)
-        self.delivered += 1
-        if self._waiters:
-            waiters, self._waiters = self._waiters, []
-            for w in waiters:
-                if not w.done():
-                    w.set_result(None)
-
-    async def _wait(self) -> None:
-        while not self._q:
-            w = asyncio.get_running_loop().create_future()
-            self._waiters.append(w)
-            try:
-                await w
-            finally:
-                if w in self._waiters:
-                    self._waiters.remove(w)
-
-    async def get(self) -> AmiEvent:
-        await self._wait()
-        return self._q.popleft()
-
-    def get_nowait(self) -> AmiEvent:
-        if not self._q:
-            raise asyncio.QueueEmpty
-        return self._q.popleft()
-
-    async def get_batch(self, limit: int = 1000) -> list[AmiEvent]:
-        """Wait for one event, then take every event already queued (up to ``limit``):
-        a consumer wakes once per socket read instead of once per event."""
-        await self._wait()
-        q = self._q
-        if len(q) <= limit:
-            out = list(q)
-            q.clear()
-            return out
-        return [q.popleft() for _ in range(limit)]
-
-    def qsize(self) -> int:
-        return len(self._q)
-
-    def __aiter__(self) -> EventQueue:
-        return self
-
-    async def __anext__(self) -> AmiEvent:
-        return await self.get()
-
-
 class AmiClient:
     def __init__(
         self,
@@ -191,6 +129,7 @@ class AmiClient:
         dead_after: float = 20.0,
         backoff_initial: float = 0.1,
         backoff_max: float = 30.0,
+        connect_timeout: float = 5.0,
     ) -> None:
         self.host, self.port, self.username = host, port, username
         self._secret = secret
@@ -203,6 +142,7 @@ class AmiClient:
         self.dead_after = dead_after
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
+        self.connect_timeout = connect_timeout
         self._ids = itertools.count(1)
         self._prefix = f"cti-{random.getrandbits(32):08x}-"
         self._pending: dict[str, _Pending] = {}
@@ -224,6 +164,10 @@ class AmiClient:
         self.banner: str | None = None
         # wall-clock (lost_at, logged_in_again_at or None) of the latest link outages
         self.outages: collections.deque[tuple[float, float | None]] = collections.deque(maxlen=1000)
+        self.link = lk.initial(name, host, port, username, time.time())
+        self._link_listeners: list[Callable[[lk.LinkState], None]] = []
+        self._attempted = asyncio.Event()  # the first attempt has an outcome
+        self._phase = "connect"  # of the current attempt: connect, login, up
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -248,9 +192,23 @@ class AmiClient:
         """``fn()`` runs inline when a logged-in link drops (before any later event)."""
         self._on_disconnected.append(fn)
 
+    def on_link_state(self, fn: Callable[[lk.LinkState], None]) -> None:
+        """``fn(state)`` runs inline on every update of ``link``: a change of state, and each
+        further failed attempt (``attempts``).  It must be cheap."""
+        self._link_listeners.append(fn)
+
     @property
     def connected(self) -> bool:
         return self._logged_in.is_set()
+
+    async def wait_attempted(self, timeout: float) -> bool:
+        """Wait until the first attempt has an outcome (logged in, or failed and retrying);
+        False when none came within ``timeout`` seconds."""
+        try:
+            await asyncio.wait_for(self._attempted.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
 
     async def start(self, wait: bool = True, timeout: float = 10.0) -> None:
         self._stopping = False
@@ -297,33 +255,63 @@ class AmiClient:
                 await self._session()
             except asyncio.CancelledError:
                 raise
-            except AmiLoginError as e:
-                log.error("AMI login refused: %s", e, extra={"server": self.name})
             except (OSError, AmiError, EOFError) as e:
-                log.warning("AMI link to %s:%s lost: %s", self.host, self.port, e, extra={"server": self.name})
+                self._failed(e)
+            except Exception as e:  # a bug of ours: said with its traceback, and the link retried
+                log.exception("AMI session failed", extra={"server": self.name})
+                self._failed(e)
             finally:
                 self._drop_link("connection lost")
                 if self.connects != logins:
                     delay = self.backoff_initial  # this link had logged in: start over from the first step
             if self._stopping:
                 return
-            await asyncio.sleep(delay * (0.5 + random.random()))
+            await asyncio.sleep(min(delay * (0.5 + random.random()), self.backoff_max))
             delay = min(delay * 2, self.backoff_max)
             self.reconnects += 1
 
+    def _failed(self, e: BaseException) -> None:
+        """Classify a failed attempt (or the loss of a logged-in link) by how far it got."""
+        if self._phase == "connect":
+            state = lk.UNREACHABLE
+        elif self._phase == "login":
+            state = lk.AUTH_FAILED if isinstance(e, AmiLoginError) else lk.NO_LOGIN
+        else:
+            state = lk.LOST
+        self._set_link(lk.failed(self.link, state, lk.reason_of(e), time.time()))
+
+    def _set_link(self, new: lk.LinkState) -> None:
+        old, self.link = self.link, new
+        self._attempted.set()
+        if lk.changed(old, new):
+            level = logging.INFO if new.up else logging.ERROR if new.state == lk.AUTH_FAILED else logging.WARNING
+            log.log(level, lk.describe(old, new, self.backoff_max),
+                    extra={"server": self.name, "host": self.host, "port": self.port, "user": self.username,
+                           "link": new.state, "reason": new.reason,
+                           "attempts": old.attempts if new.up else new.attempts})
+        for fn in self._link_listeners:
+            try:
+                fn(new)
+            except Exception:
+                log.exception("AMI link-state listener failed", extra={"server": self.name})
+
     async def _session(self) -> None:
-        reader, writer = await asyncio.open_connection(self.host, self.port)
+        self._phase = "connect"
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port),
+                                                self.connect_timeout)
+        self._phase = "login"
         self._writer = writer
         parser = AmiParser()
         self._last_rx = time.monotonic()
         reader_task = asyncio.create_task(self._read_loop(reader, parser))
         try:
             await self._login()
+            self._phase = "up"
             self.connects += 1
             if self.outages and self.outages[-1][1] is None:
                 self.outages[-1] = (self.outages[-1][0], time.time())
             self._logged_in.set()
-            log.info("AMI connected", extra={"server": self.name, "host": self.host, "port": self.port})
+            self._set_link(lk.logged_in(self.link, time.time()))
             for fn in self._on_connected:
                 hook = asyncio.create_task(self._run_hook(fn))
                 self._hook_tasks.add(hook)
@@ -355,16 +343,23 @@ class AmiClient:
                 await self.send_action("Ping", timeout=self.action_timeout)
 
     async def _read_loop(self, reader: asyncio.StreamReader, parser: AmiParser) -> None:
-        while True:
-            data = await reader.read(65536)
-            if not data:
-                raise AmiConnectionLost("EOF from Asterisk")
-            self._last_rx = time.monotonic()
-            for msg in parser.feed(data):
-                if isinstance(msg, Banner):
-                    self.banner = msg.text
-                    continue
-                self._dispatch(msg)
+        try:
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    raise AmiConnectionLost("EOF from Asterisk")
+                self._last_rx = time.monotonic()
+                for msg in parser.feed(data):
+                    if isinstance(msg, Banner):
+                        self.banner = msg.text
+                        continue
+                    self._dispatch(msg)
+        except (OSError, AmiError) as e:
+            if self._phase == "login":  # fail the Login now, not at its timeout (once logged in,
+                for p in self._pending.values():  # _drop_link fails what is pending)
+                    if not p.future.done():
+                        p.future.set_exception(AmiConnectionLost(lk.reason_of(e)))
+            raise
 
     async def _login(self) -> None:
         fields: dict[str, object] = {"Username": self.username}
@@ -377,10 +372,13 @@ class AmiClient:
             fields["Secret"] = self._secret
         if self.events_mask is not None:
             fields["Events"] = self.events_mask
+        wait = max(self.action_timeout, 3.0)  # Asterisk answers a refused login after a delay
         try:
-            r = await self._raw_action("Login", fields, timeout=max(self.action_timeout, 3.0))
+            r = await self._raw_action("Login", fields, timeout=wait)
         except AmiActionError as e:
             raise AmiLoginError(e.response.message or "Authentication failed") from None
+        except AmiTimeout:
+            raise AmiTimeout(f"no answer to the login within {wait:g} s") from None
 
     def _drop_link(self, why: str) -> None:
         if self._logged_in.is_set():

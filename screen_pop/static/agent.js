@@ -11,6 +11,7 @@
   let closeable = null;     // call_id the disposition form closes
   let retry = 0;
   let stopped = false;
+  let links = [];           // the Asterisk links' state ("links" frames)
 
   function show(el, on) { el.hidden = !on; }
   function text(id, v) { $(id).textContent = v == null || v === "" ? "-" : String(v); }
@@ -94,6 +95,7 @@
   function onMessage(m) {
     switch (m.type) {
       case "hello": setState(m.state, ""); break;
+      case "links": links = m.links || []; CtiLinks.banner($("link-banner"), links, "agent"); break;
       case "state":
         setState(m.state, m.reason);
         if ((m.state === "ready" || m.state === "not_ready") && currentCall && !answered) {
@@ -140,8 +142,11 @@
     return false;
   }
 
+  setInterval(() => { if (links.some((l) => !l.up)) CtiLinks.banner($("link-banner"), links, "agent"); }, 10000);
+
   function showLogin() {
     show($("login-form"), true); show($("desk"), false); show($("logout"), false);
+    links = []; CtiLinks.banner($("link-banner"), links, "agent");
     $("who").textContent = "";
   }
 

@@ -1,8 +1,15 @@
-// Wallboard stub: /api/stats once, then /ws/supervisor (stats snapshots + agent state changes).
+// Wallboard stub: /api/stats once, then /ws/supervisor (stats snapshots, agent state changes and
+// the Asterisk links' state: a banner while one is down).
 "use strict";
 (function () {
   const $ = (id) => document.getElementById(id);
   const agents = new Map();
+  let links = [];
+  function renderLinks() {
+    CtiLinks.banner($("link-banner"), links, "supervisor");
+    CtiLinks.table($("links"), links);
+  }
+  setInterval(() => { if (links.some((l) => !l.up)) renderLinks(); }, 10000);  // "since" ages
   function cell(tr, v) { const td = document.createElement("td"); td.textContent = v == null ? "" : String(v); tr.appendChild(td); }
   function renderAgents() {
     const tb = $("agents"); tb.replaceChildren();
@@ -29,6 +36,7 @@
     ws.onmessage = (e) => {
       const m = JSON.parse(e.data);
       if (m.type === "stats") render(m.snapshot);
+      else if (m.type === "links") { links = m.links || []; renderLinks(); }
       else if (m.type === "state") {
         const a = agents.get(m.agent_id) || { id: m.agent_id };
         a.state = m.state; a.reason = m.reason; a.current_call = m.call_id;
