@@ -49,6 +49,7 @@ from cti.domain import (
     DialResult,
     Disposition,
     DomainEvent,
+    IvrEntered,
     IvrStep,
     OfferCancelled,
     RecordingReady,
@@ -78,9 +79,8 @@ class _Track:
 # events that may come after the call's CallEnded: they must not start a new track
 _AFTER_END = (Disposition, RecordingReady, CallEnded, OfferCancelled, CallAbandoned)
 # events that show the caller's channel alive at their time (AMI or FastAGI on that channel)
-_ALIVE = (CallArrived, IvrStep, CallQueued, CallHeld, CallAtAgent, CallLeftContract, CallOffered, DialResult,
-          CallBridged,
-          CallAnswered)
+_ALIVE = (CallArrived, IvrEntered, IvrStep, CallQueued, CallHeld, CallAtAgent, CallLeftContract, CallOffered,
+          DialResult, CallBridged, CallAnswered)
 
 
 def _outcome(track: _Track, ev: CallEnded, reason: str) -> str:
@@ -240,6 +240,12 @@ class CallLogWriter:
             arrived = ev.at if track.first_seen is None else min(ev.at, track.first_seen)
             op("arrived", uniqueid=ev.uniqueid, linkedid=linkedid, channel=ev.channel,
                caller_num=ev.caller_num, caller_name=ev.caller_name, dnis=ev.dnis, at=arrived, server=server)
+        elif isinstance(ev, IvrEntered):  # the FastAGI side of the arrival: fills what AMI has not written
+            track = self._calls.setdefault(call_id, _Track())
+            server, linkedid = split_call_id(call_id, self._server)
+            op("arrived", uniqueid=ev.uniqueid or None, linkedid=linkedid, channel=ev.channel or None,
+               caller_num=ev.caller_num, caller_name=ev.caller_name, dnis=ev.dnis or None, at=ev.at, server=server)
+            op("update", cti_call_id=ev.cti_call_id)
         if track is None:
             track = _Track()
             if not isinstance(ev, _AFTER_END):

@@ -140,6 +140,21 @@ class AmiOutage(DomainEvent):
 
 
 @dataclass(frozen=True, slots=True)
+class IvrEntered(DomainEvent):
+    """The IVR's FastAGI session began: the call as the session sees it (its arrival, even when the
+    AMI link is down and the tracker cannot see it)."""
+
+    call_id: str
+    cti_call_id: str
+    uniqueid: str
+    channel: str
+    caller_num: str
+    caller_name: str
+    dnis: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
 class IvrStep(DomainEvent):
     call_id: str
     node: str

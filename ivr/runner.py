@@ -18,7 +18,7 @@ from cti import dialplan
 from cti.agi.errors import AgiHangup
 from cti.bus import Bus
 from cti.callerid import clean_caller
-from cti.domain import CallQueued, IvrStep
+from cti.domain import CallQueued, IvrEntered, IvrStep
 from ivr.engine import (
     Command,
     DigitsInput,
@@ -120,6 +120,10 @@ class IvrRunner:
         lg = _Log(log, {"call_id": call_id})
         cti_call_id = self._new_id()
         state: IvrState | None = None
+        self._bus.publish(IvrEntered(
+            call_id, cti_call_id, env.get("agi_uniqueid", ""), env.get("agi_channel", ""),
+            _caller(env, "agi_callerid"), _caller(env, "agi_calleridname"), env.get("agi_extension", ""),
+            self._clock()))
         try:
             await session.answer()
             await session.set_variable(dialplan.VAR_CALL_ID, cti_call_id)
