@@ -118,3 +118,5 @@ class CallRecord:
     ivr_digits: str = ""
     offers: list[tuple[str, str]] = field(default_factory=list)  # (agent ext, DIALSTATUS)
     call_id: str = ""
+    shutdown: bool = False  # ended by an Asterisk shutdown or restart
+    foreign: list[str] = field(default_factory=list)  # what other AMI clients did to it ("voicemail,2005")

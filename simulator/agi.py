@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import socket
 
 from cti.agi.protocol import format_env, split_command
 
@@ -91,6 +92,22 @@ class AgiSession:
             w.write(data)
             await w.drain()
 
+    def _last(self, data: bytes) -> None:
+        """Asterisk's last words on the session: ``data`` and the FIN in one segment (corked, then
+        shut down), so that the server reads the close with them, in the same read, and never
+        sends another command into a closing socket (which would draw a reset)."""
+        w = self._writer
+        if w is None or w.is_closing():
+            return
+        sock = w.get_extra_info("socket")
+        cork = getattr(socket, "TCP_CORK", None)
+        with contextlib.suppress(ConnectionError, OSError, RuntimeError):
+            if sock is not None and cork is not None:
+                sock.setsockopt(socket.IPPROTO_TCP, cork, 1)
+            w.write(data)
+            if w.can_write_eof():
+                w.write_eof()
+
     async def _close(self) -> None:
         if self._read is not None and not self._read.done():
             self._read.cancel()
@@ -141,7 +158,7 @@ class AgiSession:
             if got is INTERRUPT:
                 self.saw_hangup = True
                 if exit_on_hangup:
-                    await self._write(b"HANGUP\nHANGUP\n")
+                    self._last(b"HANGUP\nHANGUP\n")
                     return "HANGUP"
                 await asyncio.sleep(self.switch.scale(0.042))
                 await self._write(b"HANGUP\n")
@@ -149,7 +166,7 @@ class AgiSession:
                 continue
             assert isinstance(got, bytes)
             if not got:  # the server closed (or half-closed)
-                await self._write(b"HANGUP\n")
+                self._last(b"HANGUP\n")
                 return "HANGUP" if self.saw_hangup else "SUCCESS"
             if len(got) > MAX_LINE:
                 await self._write(R510)
@@ -159,7 +176,7 @@ class AgiSession:
             if exit_on_hangup and self.ch.interrupted and not self.saw_hangup:
                 # Asterisk writes the interrupted command's result and both HANGUP lines at once
                 self.saw_hangup = True
-                await self._write(reply + b"HANGUP\nHANGUP\n")
+                self._last(reply + b"HANGUP\nHANGUP\n")
                 return "HANGUP"
             await self._write(reply)
 
@@ -193,8 +210,13 @@ class AgiSession:
                 return usage("Usage: GET FULL VARIABLE <expression> [<channelname>]")
             val = _VAR.sub(lambda m: resolve(ch, m.group(1)) or "", args[0])
             return f"200 result=1 ({val})\n".encode()
-        if verb == "HANGUP":
-            self.switch.request_hangup(ch, 16)
+        if verb == "HANGUP":  # ast_softhangup(EXPLICIT): no cause is set, so the Hangup shows 0
+            target = self.switch.find(args[0]) if args else ch
+            if target is None or target.hungup:
+                return b"200 result=-1\n"
+            target.meta["hangupsource"] = "dialplan/agi"
+            self.switch.emit(ev.soft_hangup_request(target, ev.SOFTHANGUP_EXPLICIT))
+            self.switch.request_hangup(target, None)
             return b"200 result=1\n"
         if verb == "ANSWER":
             self.switch.answer(ch)

@@ -29,10 +29,23 @@ class AmiServer:
         self._tasks: set[asyncio.Task[object]] = set()
         self.port = 0
 
-    async def start(self) -> None:
+    async def start(self, port: int | None = None) -> None:
+        """Listen on ``port`` (default: the configured one; a restart passes the one it had)."""
         cfg = self.config
-        self._server = await asyncio.start_server(self._accept, cfg.ami_host, cfg.ami_port, backlog=1024)
+        self._server = await asyncio.start_server(self._accept, cfg.ami_host, cfg.ami_port if port is None else port,
+                                                  backlog=1024)
         self.port = int(self._server.sockets[0].getsockname()[1])
+
+    async def exit(self) -> None:
+        """Asterisk's process ends: the listener goes and every session closes once its queued
+        output is written (what was broadcast before, such as ``Shutdown``, still arrives)."""
+        if self._server is not None:
+            self._server.close()
+        for s in list(self.sessions):
+            s.close()
+        tasks = list(self._tasks)
+        if tasks:
+            await asyncio.wait(tasks, timeout=1.0)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         s = AmiSession(reader, writer, self.actions.dispatch, self.config.write_timeout_ms)

@@ -91,9 +91,8 @@ class AmiActions:
         s.log_in(name, spec, (msg.get("Events") or "on").lower())
         s.respond(msg, ("Response", "Success"), ("Message", "Authentication accepted"))
         if s.events_on and "system" in s.read:
-            up = str(int(time.time() - self.switch.started))
-            s.send([("Event", "FullyBooted"), ("Privilege", "system,all"), ("Uptime", up),
-                    ("LastReload", up), ("Status", "Fully Booted")])
+            up = int(time.time() - self.switch.started)
+            s.send(ev.fully_booted(up, up))
 
     async def a_events(self, s: AmiSession, msg: Message) -> None:
         s.set_mask((msg.get("EventMask") or "off").lower())

@@ -152,6 +152,7 @@ class AmiSession:
                             transport.abort()
                             return
                 if self.closed and not self.out:
+                    self.writer.close()  # flushed: Asterisk closes the socket (Logoff, a shutdown)
                     return
         except (ConnectionError, OSError):
             self.closed = True

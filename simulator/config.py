@@ -7,7 +7,34 @@ from dataclasses import dataclass, field
 from .actors import AgentPhone, default_phones
 from .manager_conf import UserSpec, load_manager_conf
 
-SOUNDS = {"hello-world": 11234, "beep": 3404, "demo-congrats": 232000}
+SOUNDS = {"hello-world": 11234, "beep": 3404, "demo-congrats": 232000, "vm-intro": 45235}
+
+
+@dataclass(frozen=True)
+class BackgroundMix:
+    """What the background traffic is made of (``SimConfig.background_calls_per_s``,
+    ``AsteriskSim.run_background``): the weights of its three kinds, and how its calls go.
+
+    * ``internal``: an Originate ``Local/<ext>@internal-phones`` into ``internal,<ext2>`` (another
+      client's click-to-dial): Dial of a site phone, which answers, talks and hangs up.
+    * ``queue``: an Originate ``Local/wait@callers`` (or ``abandon``) into ``queue-test,<ext>``: hold
+      (MusicOnHold), then Dial of that queue's agent phone; ``queue_abandon`` of them hang up in hold.
+    * ``redirect``: another AMI client redirects one of *our* callers waiting in ``cti-hold`` (in
+      MusicOnHold) to ``voicemail,<ext>`` or, ``to_extension`` of them, ``internal,<ext>``; of those
+      sent to voicemail, ``back_to_hold`` are redirected back into ``cti-hold,s,1`` a moment later.
+      With nobody of ours waiting, a redirect is skipped.
+    """
+
+    internal: float = 0.5
+    queue: float = 0.35
+    redirect: float = 0.15
+    to_extension: float = 0.3
+    back_to_hold: float = 0.5
+    queue_abandon: float = 0.2
+    no_answer: float = 0.1  # site phones that ring until the Dial gives up (20 s)
+    ring_s: tuple[float, float] = (0.0, 2.0)
+    talk_s: tuple[float, float] = (1.0, 5.0)
+    seed: int | None = None
 
 
 @dataclass(frozen=True)
@@ -35,6 +62,10 @@ class SimConfig:
     # queues.conf of the traces' Asterisk (01, v3-05): only listed by QueueStatus, never used
     queues: tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...] = (
         ("support", "ringall", (("Agent1001", "Local/1001@agents/n"),)),)
+    # other calls on the PBX while the simulator runs (real time, calls/s); 0: none
+    background_calls_per_s: float = 0.0
+    background: BackgroundMix = field(default_factory=BackgroundMix)
+    restart_s: float = 3.0  # core restart now: from the Shutdown event until AMI listens again (scaled)
 
     @classmethod
     def from_manager_conf(cls, path: str, keep_default_users: bool = True, **kw: object) -> SimConfig:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from . import events as ev
+from . import site
 from .far import FarEnds
 from .model import Bridge, Channel, Headers
 from .switch import Switch
@@ -84,7 +85,7 @@ class Dialplan:
 
     def __init__(self, switch: Switch, far: FarEnds, agi: AgiClient) -> None:
         self.switch, self.far, self.agi = switch, far, agi
-        self.plan = contexts(f"{switch.config.agi_host}:{switch.config.agi_port}")
+        self.plan = {**contexts(f"{switch.config.agi_host}:{switch.config.agi_port}"), **site.contexts()}
 
     async def run(self, ch: Channel) -> None:
         """Run the dialplan from the channel's context, exten and priority until it ends."""
@@ -172,11 +173,19 @@ class Runner:
             ch.meta["hangupsource"] = "dialplan/builtin"
             ch.soft_hangup = 16
         elif app == "MusicOnHold":
-            self.emit(ev.moh_start(ch))
-            sw.cel(ch, "STREAM_BEGIN", ev.cel_extra(**{"class": "default"}))
-            await ch.block(sw.scale(20))
+            klass, _, duration = data.partition(",")
+            self.emit(ev.moh_start(ch, klass or "default"))
+            sw.cel(ch, "STREAM_BEGIN", ev.cel_extra(**{"class": klass or "default"}))
+            await ch.block(sw.scale(float(duration)) if duration else None)
             sw.cel(ch, "STREAM_END")
             self.emit(ev.moh_stop(ch))
+        elif app == "Wait":
+            await ch.block(sw.scale(float(data)))
+        elif app == "Playback":
+            sw.stream_begin(ch, data)
+            await ch.block(sw.scale(sw.sound_samples(data) / 8000))
+            sw.cel(ch, "STREAM_END")
+            sw.set_var(ch, "PLAYBACKSTATUS", "SUCCESS")  # also when cut short (app_playback)
         elif app == "ExecIf":
             cond, _, inner = data.partition("?")
             if cond == "1" and inner.startswith("MixMonitor("):
@@ -220,7 +229,7 @@ class Runner:
         ch, sw = self.ch, self.switch
         for name in DIAL_RESET:
             sw.set_var(ch, name, "")
-        target = self.far.target(device)
+        target = self.far.target(device) if sw.accepting else None  # no new channels in a shutdown
         if target is None:
             sw.set_var(ch, "DIALSTATUS", "CHANUNAVAIL")
             return
@@ -269,7 +278,7 @@ class Runner:
         self.emit(ev.hangup_request(a2, 0))
         sw.destroy(a1, 0)
         sw.set_var(ch, "DIALSTATUS", status)
-        self.emit(ev.soft_hangup_request(a2, 16))
+        self.emit(ev.soft_hangup_request(a2))
         # the phone's half ends on its own thread: its Hangup comes once the caller, who goes on
         # in the dialplan at once, next waits (04, v2-03, v2-06, v3-02)
         asyncio.get_running_loop().call_soon(sw.destroy, a2, 17 if status == "BUSY" else 0)
@@ -317,11 +326,25 @@ class Runner:
             def agent_far() -> None:
                 if a2.hungup:
                     return
-                self.emit(ev.soft_hangup_request(a2, 16))
+                self.emit(ev.soft_hangup_request(a2))
                 sw.destroy(a2, 16)
 
-            self.teardown1.append(agent_side)
-            self.teardown2.append(agent_far)
+            def agent_shutdown() -> None:  # the agent's far half ends on its own thread (cause 0)
+                if a2.hungup:
+                    return
+                self.emit(ev.soft_hangup_request(a2))
+                self.emit(ev.hangup_request(a1, 0))
+                sw.destroy(a2, 0)
+                if not a1.hungup:
+                    sw.bridge_leave(bridge, a1)
+                    self.emit(ev.bridge_destroy(bridge))
+                    sw.destroy(a1, 16)
+
+            if ch.meta.get("shutdown"):
+                self.teardown2.append(agent_shutdown)
+            else:
+                self.teardown1.append(agent_side)
+                self.teardown2.append(agent_far)
             if ch.pending_redirect is not None and ch.soft_hangup is None:
                 agent_side()
                 agent_far()
@@ -339,7 +362,7 @@ class Runner:
         False when an Originate ran one application on it (09-B/v3-05 click-to-dial)."""
         ch, sw = self.ch, self.switch
         if pbx:
-            self.emit(ev.soft_hangup_request(ch, cause))
+            self.emit(ev.soft_hangup_request(ch))
         loc = (ch.context, ch.exten, ch.priority)
         for handler in ch.handlers:
             self.emit(ev.hangup_handler_run(ch, handler))
@@ -369,7 +392,7 @@ class Runner:
             self.run_teardown(self.teardown2)
 
         if far is not None and not far.hungup:
-            self.emit(ev.soft_hangup_request(far, cause))
+            self.emit(ev.soft_hangup_request(far))
             if far.meta.get("playback"):
                 sw.cel(far, "STREAM_END")
             sw.destroy(far, cause)

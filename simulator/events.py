@@ -10,6 +10,13 @@ from .model import CAUSE_TXT, Bridge, Channel, Headers
 CALL = "call,all"
 DIALPLAN = "dialplan,all"
 USER = "user,all"
+SYSTEM = "system,all"
+
+# SoftHangupRequest's Cause is the AST_SOFTHANGUP_* flag given to ast_softhangup() (include/asterisk/
+# channel.h), not a Q.850 cause: a hangup cause, if any, shows in HangupRequest and Hangup.
+SOFTHANGUP_SHUTDOWN = 4  # ast_softhangup_all(): core stop/restart
+SOFTHANGUP_APPUNLOAD = 16  # the end of every pbx run (__ast_pbx_run), whatever ended it
+SOFTHANGUP_EXPLICIT = 32  # AGI HANGUP (res_agi handle_hangup)
 
 
 def chan_event(name: str, priv: str, ch: Channel, *extra: tuple[str, str]) -> Headers:
@@ -115,8 +122,9 @@ def user_event(ch: Channel, name: str, fields: list[tuple[str, str]]) -> Headers
     return chan_event("UserEvent", USER, ch, ("UserEvent", name), *fields)
 
 
-def soft_hangup_request(ch: Channel, cause: int) -> Headers:
-    return chan_event("SoftHangupRequest", CALL, ch, ("Cause", str(cause)))
+def soft_hangup_request(ch: Channel, flag: int = SOFTHANGUP_APPUNLOAD) -> Headers:
+    """``flag``: the AST_SOFTHANGUP_* value (16 at a pbx end, 4 at a shutdown, 32 for AGI HANGUP)."""
+    return chan_event("SoftHangupRequest", CALL, ch, ("Cause", str(flag)))
 
 
 def hangup_request(ch: Channel, cause: int) -> Headers:
@@ -126,6 +134,17 @@ def hangup_request(ch: Channel, cause: int) -> Headers:
 def hangup(ch: Channel, cause: int) -> Headers:
     return chan_event("Hangup", CALL, ch, ("Cause", str(cause)),
                       ("Cause-txt", CAUSE_TXT.get(cause, "Unknown")))
+
+
+def shutdown(restart: bool, cleanly: bool) -> Headers:
+    """``Shutdown`` (class ``system``), main/asterisk.c really_quit(), as Asterisk 22 sends it."""
+    return [("Event", "Shutdown"), ("Privilege", SYSTEM), ("Shutdown", "Cleanly" if cleanly else "Uncleanly"),
+            ("Restart", "True" if restart else "False")]
+
+
+def fully_booted(uptime: int, last_reload: int) -> Headers:
+    return [("Event", "FullyBooted"), ("Privilege", SYSTEM), ("Uptime", str(uptime)),
+            ("LastReload", str(last_reload)), ("Status", "Fully Booted")]
 
 
 def dtmf_begin(ch: Channel, digit: str, direction: str = "Received") -> Headers:

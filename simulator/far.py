@@ -12,6 +12,7 @@ import contextlib
 import re
 
 from . import events as ev
+from . import site
 from .actors import AgentPhone, Caller, Step
 from .model import Channel
 from .switch import Switch, resolve_outcome
@@ -21,6 +22,12 @@ class FarEnds:
     def __init__(self, switch: Switch, phones: tuple[AgentPhone, ...]) -> None:
         self.switch = switch
         self.phones = {p.ext: p for p in phones}
+        self.expected: dict[str, list[Step]] = {}  # device -> the program of its next call (site phones)
+
+    def expect(self, device: str, program: list[Step]) -> None:
+        """The next call to ``device`` (``Local/<ext>@<context>``: a Dial, an Originate) reaches
+        ``program`` (a site phone's or a background caller's)."""
+        self.expected[device] = program
 
     def target(self, device: str) -> tuple[str, str, list[Step]] | None:
         """What a dial string reaches: (exten, context, program), or None (CHANUNAVAIL)."""
@@ -28,10 +35,15 @@ class FarEnds:
         if m is None:
             return None
         exten, ctx = m.groups()
+        expected = self.expected.pop(f"Local/{exten}@{ctx}", None)
+        if expected is not None:
+            return exten, ctx, expected
         if ctx == "agent-phones":
             phone = self.phones.get(exten)
             prog = phone.program() if phone else None
             return (exten, ctx, prog) if prog else None
+        if ctx == site.PHONES:
+            return exten, ctx, site.phone()
         if ctx == "callers":
             stand_in = {"talk": Caller("", playback=True), "abandon": Caller("", patience_s=6),
                         "digits": Caller("", digits_plan=((2, "2"),))}.get(exten, Caller(""))
@@ -90,7 +102,10 @@ class FarEnds:
 
     def answered(self, ch: Channel, agent: str) -> None:
         """An agent answered the caller ``ch``: noted in the ledger; a caller with ``talk_s``
-        stops its program and hangs up after that long."""
+        stops its program and hangs up after that long. A Dial outside ``cti-agent`` (a call of
+        the site's, or our caller redirected there by another client) reached no agent."""
+        if ch.context != "cti-agent":
+            return
         rec = self.switch.ledger.answered(ch, agent)
         far = ch.peer
         caller = rec.caller if rec else None

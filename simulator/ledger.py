@@ -51,11 +51,18 @@ class CallLedger:
             rec.offers.append((agent, "ANSWER"))
         return rec
 
+    def foreign(self, ch: Channel, what: str) -> None:
+        """Another AMI client did ``what`` to the caller ``ch`` (a Redirect out of the contract)."""
+        rec = self.records.get(ch.linkedid)
+        if rec is not None:
+            rec.foreign.append(what)
+
     def ended(self, ch: Channel, cause: int) -> None:
         rec = self.records.get(ch.linkedid)
         if rec is not None and rec.channel == ch.name:
             rec.ended = time.time()
             rec.cause = cause
+            rec.shutdown = bool(ch.meta.get("shutdown"))
             rec.call_id = ch.var("CTI_CALL_ID")
             done = self._ended.get(ch.linkedid)
             if done is not None:

@@ -40,15 +40,20 @@ Digit = str | None | Literal[Interrupt.INTERRUPT]  # a DTMF digit, None on timeo
 
 
 class Ids:
-    """Per-simulator counters for uniqueids, Local channel suffixes and thread ids."""
+    """Per-simulator counters for uniqueids, Local channel suffixes and thread ids. A restarted
+    Asterisk counts from zero again; its uniqueids stay new because at least a second has passed
+    (``after``: the epoch second of the last uniqueid before, for a restart faster than that)."""
 
-    def __init__(self) -> None:
+    def __init__(self, after: int = 0) -> None:
         self._seq = itertools.count()
         self._local = itertools.count()
         self._thread = itertools.count(140101461112512, 4096)
+        self._floor = after + 1 if after else 0
+        self.last_epoch = 0
 
     def uniqueid(self) -> str:
-        return f"{int(time.time())}.{next(self._seq)}"
+        self.last_epoch = max(int(time.time()), self._floor)
+        return f"{self.last_epoch}.{next(self._seq)}"
 
     def local_suffix(self) -> str:
         return f"{next(self._local):08x}"

@@ -8,7 +8,7 @@ import re
 from collections.abc import Callable
 
 from . import events as ev
-from .actors import Caller
+from .actors import Caller, Step
 from .dialplan import Dialplan
 
 
@@ -34,28 +34,30 @@ class Originator:
                   callerid: str | None = None, variables: dict[str, str] | None = None,
                   timeout_ms: int = 30000, action_id: str | None = None, caller: Caller | None = None,
                   on_created: Callable[[str], object] | None = None,
-                  on_response: Callable[[bool], object] | None = None) -> None:
+                  on_response: Callable[[bool], object] | None = None, program: list[Step] | None = None) -> None:
         """Start the Originate in the background; ``on_created(linkedid)`` once the channels
-        exist, ``on_response(ok)`` when the OriginateResponse goes out."""
+        exist, ``on_response(ok)`` when the OriginateResponse goes out. ``program``: what the far
+        half runs (a background caller or phone), instead of its context's stand-in."""
         self.switch.spawn(self._originate(channel, context, exten, priority, application, data, callerid,
                                           variables or {}, timeout_ms, action_id, caller, on_created,
-                                          on_response))
+                                          on_response, program))
 
     async def _originate(self, channel: str, context: str | None, exten: str | None,
                          priority: int, application: str | None, data: str | None, callerid: str | None,
                          variables: dict[str, str], timeout_ms: int, action_id: str | None,
                          caller: Caller | None, on_created: Callable[[str], object] | None,
-                         on_response: Callable[[bool], object] | None) -> None:
+                         on_response: Callable[[bool], object] | None, program: list[Step] | None) -> None:
         sw = self.switch
         target = [("Context", context or ""), ("Exten", exten or "")] if application is None else \
             [("Application", application), ("Data", data or "")]
         num, name = parse_callerid(callerid)
         m = re.fullmatch(r"Local/([^@]+)@([^/]+)(?:/n)?", channel)
         far = None
-        if m is not None:
+        if m is not None and sw.accepting:  # a shutdown refuses new channels
             ex2, ctx2 = m.groups()
-            far = (ex2, ctx2, caller.program()) if caller is not None and ctx2 == "callers" \
-                else self.far.target(channel)
+            if program is None and caller is not None and ctx2 == "callers":
+                program = caller.program()
+            far = (ex2, ctx2, program) if program is not None else self.far.target(channel)
         if far is None:
             sw.emit(ev.originate_response(action_id, False, channel, target, 0, "<unknown>", num, name))
             if on_response:

@@ -40,6 +40,7 @@ class Switch:
         self.channels: dict[str, Channel] = {}
         self.globals: dict[str, str] = {}
         self.started = time.time()
+        self.accepting = True  # False from a shutdown's start: no new channels (ast_begin_shutdown)
         self.sink: EventSink | None = None
         self._tasks: set[asyncio.Task[object]] = set()
         self._bound: dict[int, asyncio.Task[object]] = {}  # id(channel) -> the program it runs
@@ -73,6 +74,13 @@ class Switch:
         for t in tasks:
             with contextlib.suppress(BaseException):
                 await t
+
+    def boot(self) -> None:
+        """A fresh Asterisk after a restart: counters from zero, no globals, new channels allowed."""
+        self.ids = Ids(after=self.ids.last_epoch)
+        self.globals.clear()
+        self.started = time.time()
+        self.accepting = True
 
     # ------------------------------------------------------------------ helpers used everywhere
 
@@ -264,7 +272,7 @@ class Switch:
                 resolve_outcome(ch2, "hangup")
                 return
             bridge = ch1.bridge
-            self.emit(ev.soft_hangup_request(ch2, cause))
+            self.emit(ev.soft_hangup_request(ch2))
             self.emit(ev.hangup_request(ch1, cause))
             self.set_var(ch1, "BRIDGEPEER", "")
             self.set_var(caller, "BRIDGEPEER", "")
@@ -281,7 +289,7 @@ class Switch:
             return
         if ch2.meta.get("playback"):
             self.set_var(ch2, "PLAYBACKSTATUS", "SUCCESS")
-        self.emit(ev.soft_hangup_request(ch2, cause))
+        self.emit(ev.soft_hangup_request(ch2))
         if ch2.meta.get("playback"):
             self.cel(ch2, "STREAM_END")
         self.cel_hangup(ch2, cause)  # CEL sees the far half die before the near half's HangupRequest
@@ -291,7 +299,8 @@ class Switch:
         if ch1 is not None and not ch1.hungup:
             if ch1.soft_hangup is None:
                 ch1.soft_hangup = cause
-            self.ledger.far_end_left(ch1)
+            if not ch1.meta.get("shutdown"):
+                self.ledger.far_end_left(ch1)
             ch1.kick()
 
     def request_hangup(self, ch: Channel, cause: int | None) -> None:
@@ -308,16 +317,53 @@ class Switch:
             ch.soft_hangup = cause
         ch.kick()
 
+    def softhangup_all(self) -> None:
+        """``ast_softhangup_all()`` of ``core stop|restart now``: no new channels; every channel gets
+        the SHUTDOWN flag (``SoftHangupRequest`` Cause 4, all first); then each call ends as its
+        threads see it (as a real Asterisk 22 did): a caller not in a bridge loses its far half
+        first, both with cause 0; a bridged caller leaves the bridge with cause 16 and its agent's
+        legs follow, the far one first (cause 0, the near one 16); a ringing Originate fails."""
+        self.accepting = False
+        chans = list(self.channels.values())
+        for ch in chans:
+            ch.meta["shutdown"] = True
+            self.emit(ev.soft_hangup_request(ch, ev.SOFTHANGUP_SHUTDOWN))
+        for ch in chans:
+            if ch.hungup or not ch.name.endswith(";1") or ch.meta.get("dialer") is not None:
+                continue  # far halves and dialled legs end with the channel that runs their call
+            far = ch.peer
+            if far is not None and resolve_outcome(far, "hangup"):
+                continue  # an Originate still ringing its far half: it fails
+            if ch.bridge is not None:
+                self.request_hangup(ch, 16)
+            elif far is not None and not far.hungup and far.meta.get("role") != "dialled":
+                self.far_hangup(far, 0)
+            else:
+                self.request_hangup(ch, 0)
+
+    def drop_all(self) -> None:
+        """The process is gone: channels left after a shutdown vanish without an event."""
+        for ch in list(self.channels.values()):
+            ch.hungup = True
+            ch.kick()
+            t = self._bound.pop(id(ch), None)
+            if t is not None:
+                t.cancel()
+        self.channels.clear()
+
     def redirect(self, ch: Channel, context: str, exten: str, priority: int) -> None:
         ch.pending_redirect = (context, exten, priority)
         ch.kick()
 
 
-def resolve_outcome(ch2: Channel, outcome: str) -> None:
-    """Tell whoever dials the far half ``ch2`` how it went: ``answer``, ``busy`` or ``hangup``."""
+def resolve_outcome(ch2: Channel, outcome: str) -> bool:
+    """Tell whoever dials the far half ``ch2`` how it went: ``answer``, ``busy`` or ``hangup``;
+    False when that was already told."""
     fut = ch2.meta.get("outcome")
     if isinstance(fut, asyncio.Future) and not fut.done():
         fut.set_result(outcome)
+        return True
+    return False
 
 
 def _log_failure(t: asyncio.Task[object]) -> None:
