@@ -127,7 +127,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         db = args.db or str(Path(tmp) / "sim.db")
         res = asyncio.run(run_simulation(
             settings, calls=args.calls, rate=args.rate, agents=args.agents, db=db, ami_drops=args.ami_drops,
-            servers=args.servers, on_ready=lambda _port: release_log(),
+            servers=args.servers, background=args.background_calls, on_ready=lambda _port: release_log(),
             db_source=DB_VIA_FLAG if args.db else "the temporary directory (TMPDIR)"))
     if args.json:
         print(json.dumps(res))
@@ -283,6 +283,7 @@ def _number(kind: Callable[[str], float], low: float, strict: bool) -> Callable[
 
 
 POSITIVE_INT, POSITIVE_FLOAT, COUNT = _number(int, 0, True), _number(float, 0, True), _number(int, 0, False)
+NON_NEGATIVE_FLOAT = _number(float, 0, False)
 
 
 def _port(text: str) -> int:
@@ -328,6 +329,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="SQLite file of the CRM store (default: a new one in a temporary directory)")
     m.add_argument("--ami-drops", type=COUNT, default=0, metavar="N",
                    help="times the simulator drops the AMI link during the run, evenly spaced (default %(default)s)")
+    m.add_argument("--background-calls", type=NON_NEGATIVE_FLOAT, default=0.0, metavar="CALLS/S",
+                   help="the rest of the PBX's traffic beside ours, in calls per second: internal extension calls, "
+                        "calls through another queue, other clients' Redirects of our waiting callers "
+                        "(none may write a call log; default %(default)s)")
     m.add_argument("--servers", type=int, default=1, choices=range(1, 9), metavar="N",
                    help="simulated Asterisk servers side by side (1-8; calls namespaced by server)")
     m.add_argument("--json", action="store_true", help="print the figures as one JSON object")

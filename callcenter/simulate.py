@@ -73,7 +73,7 @@ async def run_simulation(settings: Settings, *, calls: int | None, rate: float, 
                          capture: dict[str, Any] | None = None,
                          http_port: int | None = None, servers: int = 1,
                          on_ready: Callable[[int], None] | None = None,
-                         db_source: str | None = None) -> dict[str, Any]:
+                         db_source: str | None = None, background: float = 0.0) -> dict[str, Any]:
     """Run the whole system on the simulator; ``capture`` receives the records and bots.
 
     ``rate`` is in calls per second (wall clock); ``calls`` None runs until ``until_stopped``
@@ -83,7 +83,11 @@ async def run_simulation(settings: Settings, *, calls: int | None, rate: float, 
 
     ``servers`` > 1 runs that many simulated Asterisk servers side by side (the i-th on
     127.0.0.i, AMI and FastAGI), the calls spread over them; the app sees each as one of its
-    ``[[ami_servers]]`` with call ids namespaced by server."""
+    ``[[ami_servers]]`` with call ids namespaced by server.
+
+    ``background`` (calls per second) mixes in the rest of a PBX's traffic for as long as our calls
+    arrive: internal calls, another queue's calls, other clients' Redirects of our waiting callers.
+    None of it may write a call log; the figures count it and what the trackers ignored."""
     from callcenter.app import CtiApp
 
     sim_s = settings.sim
@@ -111,7 +115,7 @@ async def run_simulation(settings: Settings, *, calls: int | None, rate: float, 
         await app.start(agi_port=0)
         return await _run(app, settings, ags, passwords, base, calls=calls, rate=rate, ami_drops=ami_drops,
                           until_stopped=until_stopped, capture=capture, servers=servers,
-                          on_ready=on_ready)
+                          on_ready=on_ready, background=background)
     finally:
         await app.stop()
 
@@ -119,7 +123,7 @@ async def run_simulation(settings: Settings, *, calls: int | None, rate: float, 
 async def _run(app: CtiApp, settings: Settings, ags: list[AgentSettings], passwords: dict[str, str], base: str,
                *, calls: int | None, rate: float, ami_drops: int, until_stopped: asyncio.Event | None,
                capture: dict[str, Any] | None, servers: int,
-               on_ready: Callable[[int], None] | None) -> dict[str, Any]:
+               on_ready: Callable[[int], None] | None, background: float = 0.0) -> dict[str, Any]:
     """The run itself, on a started ``app`` (which the caller stops)."""
     from simulator.actors import AgentPhone, Caller
     from simulator.agent_bot import AgentBot
@@ -172,6 +176,7 @@ async def _run(app: CtiApp, settings: Settings, ags: list[AgentSettings], passwo
                     sims[k % len(sims)].drop_ami_clients()
             drops = asyncio.create_task(chaos())
         records: list[tuple[AsteriskLink, CallRecord]] = []  # (link, the simulator's record of the call)
+        bg_stats = {"background_calls": 0, "foreign_redirects": 0, "redirected_back": 0}
         if calls is None:
             assert until_stopped is not None
             traffic = [asyncio.create_task(_endless(sim, rate / len(sims), caller)) for sim in sims]
@@ -188,7 +193,15 @@ async def _run(app: CtiApp, settings: Settings, ags: list[AgentSettings], passwo
         else:
             shares = [calls // len(sims) + (1 if i < calls % len(sims) else 0) for i in range(len(sims))]
             busy = [(lk, sim, n) for lk, sim, n in zip(links, sims, shares, strict=True) if n]
+            # the rest of the PBX, over the same span as our calls (each server its share)
+            other = [asyncio.create_task(sim.run_background(background / len(sims),
+                                                            count=max(1, round(background * calls / rate / len(sims)))))
+                     for sim in sims] if background > 0 else []
             done = await asyncio.gather(*(sim.run_traffic(n, rate * n / calls, caller) for _lk, sim, n in busy))
+            for stats in await asyncio.gather(*other):
+                bg_stats["background_calls"] += stats.internal + stats.queue
+                bg_stats["foreign_redirects"] += stats.redirects
+                bg_stats["redirected_back"] += stats.back_to_hold
             records = [(lk, r) for (lk, _sim, _n), recs in zip(busy, done, strict=True) for r in recs]
         if drops:
             await drops
@@ -202,6 +215,8 @@ async def _run(app: CtiApp, settings: Settings, ags: list[AgentSettings], passwo
         for b in bots:
             await b.stop()
         result = await _figures(app, records, bots, elapsed)
+        if background > 0:
+            result.update(bg_stats, foreign_calls_ignored=sum(lk.tracker.foreign_calls for lk in links))
         for lk in links:
             if lk.client:
                 await lk.client.stop()
@@ -263,8 +278,11 @@ async def _figures(app: CtiApp, records: list[tuple[AsteriskLink, CallRecord]], 
                 problems.append(f"call {r.linkedid}: answered by {r.answered_by} without a pop")
             if row.outcome != "answered":
                 problems.append(f"call {r.linkedid}: answered but logged {row.outcome}")
-        elif row.outcome == "answered":
+        elif row.outcome == "answered" and not (r.foreign and row.answered_by and not row.agent_id):
+            # (a caller another client sent to an extension is answered there, by no agent of ours)
             problems.append(f"call {r.linkedid}: not answered but logged answered")
+        if row.outcome == "redirected" and not r.foreign:
+            problems.append(f"call {r.linkedid}: logged redirected but nobody moved it")
     total_rows = await store.count_calls()
     if total_rows != len(records):
         problems.append(f"{total_rows} call logs for {len(records)} calls")

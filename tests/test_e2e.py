@@ -68,3 +68,24 @@ async def test_thirty_calls_end_to_end(tmp_path: Path) -> None:
     assert chosen >= 20, chosen
     mode = con.execute("pragma journal_mode").fetchone()[0]
     assert mode == "wal"
+
+
+async def test_background_traffic_writes_no_row_and_every_row_of_ours_is_valid(tmp_path: Path) -> None:
+    """Internal calls, another queue's calls and other clients' Redirects of our waiting callers run
+    beside ours: no row for any foreign call, every row of ours keeps the invariant (the run's own
+    consistency check applies it), and a caller sent away and ending there is 'redirected'."""
+    db = tmp_path / "bg.db"
+    cap: dict[str, object] = {}
+    res = await run_simulation(load_settings(CONFIG), calls=80, rate=20, agents=4, db=str(db), capture=cap,
+                               background=15.0)
+    assert res["consistent"], res["problems"]
+    assert res["call_logs"] == res["calls"] == 80
+    assert res["background_calls"] > 20 and res["foreign_calls_ignored"] == res["background_calls"]
+    assert res["foreign_redirects"] > 0
+    with sqlite3.connect(db) as c:
+        outcomes = dict(c.execute("SELECT outcome, count(*) FROM calls GROUP BY outcome").fetchall())
+        ids = {r[0] for r in c.execute("SELECT linkedid FROM calls")}
+    ours = {r.linkedid for r in cap["records"]}  # type: ignore[attr-defined]
+    assert ids == ours
+    moved = [r for r in cap["records"] if r.foreign]  # type: ignore[attr-defined]
+    assert moved and outcomes.get("redirected", 0) <= len(moved)
