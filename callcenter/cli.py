@@ -347,6 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
     db.set_defaults(fn=cmd_db)
     from callcenter.cli_customers import add_customer_commands
     add_customer_commands(sub, _load)  # cti customers import|export|show|erase
+    from callcenter.cli_ivr import add_ivr_commands
+    add_ivr_commands(sub, _load)  # cti ivr check
     for sp in (s, d, m, db):
         sp.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help=CONFIG_HELP)
     return p

@@ -132,6 +132,8 @@ class AgentSettings(_Model):
 class IvrSettings(_Model):
     flows_dir: Name = "config/ivr"
     default_flow: Name = "main"
+    # where `cti ivr check` looks for each prompt (foo.wav, foo.gsm, foo.ulaw ...); none: not checked
+    sounds_dirs: list[Name] = Field(default_factory=list)
 
 
 class SimSettings(_Model):
@@ -390,6 +392,10 @@ def load_settings(
         flows = Path(ivr["flows_dir"]).expanduser()
         if not flows.is_absolute():  # relative to the file that names it, not to the cwd
             ivr["flows_dir"] = str(Path(path).resolve().parent / flows)
+    if path is not None and isinstance(ivr, dict) and isinstance(ivr.get("sounds_dirs"), list):
+        ivr["sounds_dirs"] = [  # relative to the file too
+            str(Path(path).resolve().parent / Path(d).expanduser()) if isinstance(d, str) else d
+            for d in ivr["sounds_dirs"]]
 
     servers = data.get("ami_servers")
     for i, srv in enumerate(servers if isinstance(servers, list) else []):

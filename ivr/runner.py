@@ -1,5 +1,13 @@
 """Runs a flow on an AGI session: answer, CTI_CALL_ID first, the flow, CallQueued, CTI_NEXT queue.
 
+What it executes: play (barge-in), menu, collect (sensitive digits masked in ``IvrStep``), lookup (by
+ANI; by digits when the lookup has ``find_customer_by_account``), hours (its clock), branch (queue
+figures from the optional ``queue_figures`` provider, else unknown: those conditions are false),
+set, say (on a session with ``say_digits``/``say_number``), queue, hangup, goto and transfer to a
+flow (the call goes on in that flow, with its variables and customer).  Not yet: callback (its
+request), voicemail (the recording) and transfer to a number: a flow that reaches one sends the
+caller to the fallback queue, logged with the call id, as for any other failure.
+
 A hangup (or a Redirect, which looks the same on the AGI wire) ends the run quietly after an
 ``IvrStep(node="hangup")``.  Any other failure is logged with the call id and the caller is sent
 to the fallback queue: a failure never leaves a caller in silence.
@@ -11,8 +19,9 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
+from typing import Any, Protocol, runtime_checkable
 
 from cti import dialplan
 from cti.agi.errors import AgiHangup
@@ -20,10 +29,14 @@ from cti.bus import Bus
 from cti.callerid import clean_caller
 from cti.domain import CallQueued, IvrEntered, IvrStep
 from ivr.engine import (
+    MASK,
     Command,
     DigitsInput,
     Enqueue,
     GetDigits,
+    GetQueueFigures,
+    GetTime,
+    GotoFlow,
     Hangup,
     Input,
     IvrState,
@@ -31,6 +44,9 @@ from ivr.engine import (
     LookupResult,
     Play,
     PlayDone,
+    QueueFigures,
+    Say,
+    TimeIs,
     start,
     step,
 )
@@ -52,6 +68,18 @@ class CustomerLike(Protocol):
 
 class CustomerLookup(Protocol):
     async def find_customer_by_phone(self, raw: str) -> CustomerLike | None: ...
+
+
+@runtime_checkable
+class SayingSession(Protocol):
+    async def say_digits(self, digits: str, escape_digits: str = "") -> str: ...
+
+    async def say_number(self, number: int, escape_digits: str = "") -> str: ...
+
+
+QueueFiguresFn = Callable[[tuple[str, ...]], Mapping[str, Mapping[str, float]]]
+BARGE_IN = "0123456789*#"
+MAX_GOTOS = 20  # flow changes in one call: goto/transfer chains between flows are not validated yet
 
 
 class AgiSessionLike(Protocol):
@@ -102,7 +130,9 @@ class IvrRunner:
         hangup_exc: tuple[type[BaseException], ...] = (AgiHangup,),
         fallback: Enqueue = DEFAULT_FALLBACK,
         new_cti_call_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+        queue_figures: QueueFiguresFn | None = None,
     ) -> None:
+        self._queue_figures = queue_figures
         self._flows = flows
         self._bus = bus
         self._lookup = lookup
@@ -131,8 +161,22 @@ class IvrRunner:
             if flow is None:
                 raise LookupError(f"unknown IVR flow {flow_name!r}")
             lg.info("IVR %s for %r", flow_name, _caller(env, "agi_callerid") or "anonymous")
-            state, cmd = start(flow)
+            state, cmd = start(flow, {"ani": _caller(env, "agi_callerid")})
+            gotos = 0
             while True:
+                if isinstance(cmd, GotoFlow):
+                    gotos += 1
+                    nxt = self._flows.get(cmd.flow)
+                    if nxt is None or gotos > MAX_GOTOS:
+                        raise LookupError(f"cannot go to IVR flow {cmd.flow!r} from {flow.name!r}")
+                    self._step(call_id, state.node, "")
+                    lg.info("IVR %s goes on in flow %s", flow.name, cmd.flow)
+                    keep = state
+                    flow = nxt
+                    state, cmd = start(flow, dict(keep.vars))
+                    state = replace(state, customer_id=keep.customer_id, tier=keep.tier,
+                                    customer=keep.customer, sensitive=keep.sensitive, path=(*keep.path, *state.path))
+                    continue
                 if isinstance(cmd, Enqueue):
                     self._step(call_id, state.node, "")
                     await self._enqueue(session, call_id, cti_call_id, cmd, state)
@@ -144,7 +188,8 @@ class IvrRunner:
                     await session.hangup()
                     return state
                 inp = await self._execute(session, cmd, env, lg)
-                self._step(call_id, state.node, _digits_of(inp))
+                sensitive = isinstance(cmd, GetDigits) and cmd.sensitive
+                self._step(call_id, state.node, MASK if sensitive and _digits_of(inp) else _digits_of(inp))
                 state, cmd = step(flow, state, inp)
         except asyncio.CancelledError:
             raise
@@ -159,21 +204,43 @@ class IvrRunner:
 
     async def _execute(self, session: AgiSessionLike, cmd: Command, env: dict[str, str], lg: _Log) -> Input:
         if isinstance(cmd, Play):
-            return PlayDone(await session.stream_file(cmd.prompt, ""))
+            keys = BARGE_IN if cmd.barge_in else ""
+            for p in (cmd.prompt, *cmd.more):
+                got = await session.stream_file(p, keys)
+                if got:
+                    return PlayDone(got)
+            return PlayDone("")
         if isinstance(cmd, GetDigits):
+            for p in cmd.prelude:
+                await session.stream_file(p, "")
             return DigitsInput(await session.get_data(cmd.prompt, cmd.timeout_ms, cmd.max_digits))
+        if isinstance(cmd, GetTime):
+            return TimeIs(self._clock())
+        if isinstance(cmd, GetQueueFigures):
+            return QueueFigures(self._queue_figures(cmd.queues) if self._queue_figures else {})
+        if isinstance(cmd, Say) and isinstance(session, SayingSession):
+            if cmd.say_as == "number" and cmd.value.isdigit():
+                return PlayDone(await session.say_number(int(cmd.value), ""))
+            return PlayDone(await session.say_digits(cmd.value, "") if cmd.value.isdigit() else "")
         if isinstance(cmd, Lookup):
-            raw = _caller(env, "agi_callerid")
-            if not raw:
+            raw = _caller(env, "agi_callerid") if cmd.by == "ani" else cmd.value
+            finder: Callable[[str], Awaitable[CustomerLike | None]] | None = (
+                self._lookup.find_customer_by_phone if cmd.by == "ani"
+                else getattr(self._lookup, "find_customer_by_account", None))
+            if not raw or finder is None:
                 return LookupResult()
             try:
-                cust = await self._lookup.find_customer_by_phone(raw)
+                cust = await finder(raw)
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001  logged with its traceback; the flow goes on for an unknown caller
                 lg.exception("CRM lookup of %r failed; continuing as unknown caller", raw)
                 return LookupResult()
-            return LookupResult(cust.id, cust.value_tier) if cust is not None else LookupResult()
+            if cust is None:
+                return LookupResult()
+            fields = tuple((k, str(v)) for k in ("account_no", "account_manager", "churn_risk", "name")
+                           if (v := getattr(cust, k, None)) not in (None, ""))
+            return LookupResult(cust.id, cust.value_tier, fields=fields)
         raise TypeError(f"no executor for {cmd!r}")
 
     def _step(self, call_id: str, node: str, digits: str) -> None:

@@ -68,7 +68,7 @@ def test_invalid_then_valid(main: Flow) -> None:
 
 def test_wrong_input_for_node_raises(main: Flow) -> None:
     st, _ = start(main)
-    with pytest.raises(StepError, match=r"nodes\.greeting"):
+    with pytest.raises(StepError, match=r"node greeting: "):
         step(main, st, DigitsInput("1"))
 
 

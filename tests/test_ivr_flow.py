@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ivr.errors import FlowError
+from ivr.errors import FlowError, FlowErrors
 from ivr.flow import MenuNode, QueueNode, load_flow, load_flows
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,33 +54,37 @@ def test_good_flow(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "edit,key,reason",
+    "edit,line",
     [
-        (lambda s: s.replace('goto = "sales"', 'goto = "nowhere"'), "nodes.menu.options.1.goto", "unknown node"),
-        (lambda s: s.replace('start = "menu"', 'start = "x"'), "start", "unknown node"),
-        (lambda s: s.replace('start = "menu"\n', ""), "start", "missing"),
-        (lambda s: s.replace('prompt = "beep"\n', ""), "nodes.menu.prompt", "missing"),
-        (lambda s: s.replace("[nodes.menu.options.2]", '[nodes.menu.options."12"]'), "nodes.menu.options.12",
-         "bad digit key"),
-        (lambda s: s.replace("[nodes.menu.options.2]", "[nodes.menu.options.x]"), "nodes.menu.options.x",
-         "bad digit key"),
-        (lambda s: s.replace('skills = ["sales"]', "skills = []"), "nodes.sales.skills", "at least one skill"),
-        (lambda s: s.replace('skills = ["sales"]\n', ""), "nodes.sales.skills", "at least one skill"),
-        (lambda s: s + '[nodes.orphan]\nkind = "hangup"\n', "nodes.orphan", "unreachable"),
-        (lambda s: s.replace('kind = "menu"', 'kind = "menuu"'), "nodes.menu.kind", "unknown node kind"),
-        (lambda s: s.replace('on_timeout = "support"', 'on_timeout = "support"\ntimout_ms = 5'), "nodes.menu.timout_ms",
-         "unknown key"),
-        (lambda s: s.replace("[nodes.menu]", "[nodes.menu]\nretries = -1"), "nodes.menu.retries", "integer"),
+        (lambda s: s.replace('goto = "sales"', 'goto = "nowhere"'), ["node menu: options.1: unknown node 'nowhere'",
+                                                                       "node sales: unreachable from start 'menu'"]),
+        (lambda s: s.replace('start = "menu"', 'start = "x"'), "start: unknown node 'x'"),
+        (lambda s: s.replace('start = "menu"\n', ""), "start: missing"),
+        (lambda s: s.replace('prompt = "beep"\n', ""), "node menu: prompt: missing"),
+        (lambda s: s.replace("[nodes.menu.options.2]", '[nodes.menu.options."12"]'),
+         "node menu: options.12: bad digits '12' (0-9, *, #; at most max_digits = 1 long)"),
+        (lambda s: s.replace("[nodes.menu.options.2]", "[nodes.menu.options.x]"),
+         "node menu: options.x: bad digits 'x' (0-9, *, #; at most max_digits = 1 long)"),
+        (lambda s: s.replace('skills = ["sales"]', "skills = []"),
+         "node sales: skills: must be a non-empty list of skills, or a table of skill = minimum level (1..10)"),
+        (lambda s: s.replace('skills = ["sales"]\n', ""), "node sales: skills: missing"),
+        (lambda s: s + '[nodes.orphan]\nkind = "hangup"\n', "node orphan: unreachable from start 'menu'"),
+        (lambda s: s.replace('kind = "menu"', 'kind = "menuu"'), ("node menu: kind: unknown node type 'menuu' "
+         "(one of play, menu, collect, lookup, hours, branch, set, queue, callback, voicemail, transfer, say, "
+         "hangup, goto)")),
+        (lambda s: s.replace('on_timeout = "support"', 'on_timeout = "support"\ntimout_ms = 5'),
+         "node menu: timout_ms: unknown field for this node type"),
+        (lambda s: s.replace("[nodes.menu]", "[nodes.menu]\nretries = -1"),
+         "node menu: retries: must be an integer in 0..20, got -1"),
     ],
 )
-def test_errors_name_file_key_reason(tmp_path: Path, edit: object, key: str, reason: str) -> None:
+def test_errors_name_file_node_field_reason(tmp_path: Path, edit: object, line: str | list[str]) -> None:
     p = write(tmp_path, edit(GOOD))  # type: ignore[operator]
-    with pytest.raises(FlowError) as ei:
+    lines = [line] if isinstance(line, str) else line
+    with pytest.raises(FlowErrors) as ei:
         load_flow(p)
-    err = ei.value
-    assert (err.file, err.key) == (str(p), key)
-    assert reason in err.reason
-    assert str(p) in str(err) and key in str(err) and reason in str(err)
+    assert [e.line() for e in ei.value.errors] == [f"{p}: {x}" for x in lines]
+    assert str(ei.value).startswith(f"{p}: {lines[0]}")
 
 
 def test_loop_without_exit(tmp_path: Path) -> None:
@@ -94,9 +98,16 @@ next = "b"
 kind = "lookup"
 next = "a"
 """
-    with pytest.raises(FlowError) as ei:
-        load_flow(write(tmp_path, text))
-    assert "loop without an exit" in ei.value.reason and ei.value.key.startswith("nodes.")
+    p = write(tmp_path, text)
+    with pytest.raises(FlowErrors) as ei:
+        load_flow(p)
+    assert [e.line() for e in ei.value.errors] == [
+        f"{p}: node a: no way out: no queue, hangup, transfer, goto or callback node is reachable",
+        f"{p}: node b: no way out: no queue, hangup, transfer, goto or callback node is reachable",
+        f"{p}: node b: found: loop that never waits for input: a -> b -> a",
+        f"{p}: node b: not_found: loop that never waits for input: a -> b -> a",
+        f"{p}: node b: several: loop that never waits for input: a -> b -> a",
+    ]
 
 
 def test_plain_cycle_is_unbounded_even_with_an_exit_elsewhere(tmp_path: Path) -> None:
@@ -108,8 +119,8 @@ prompt = "hello-world"
 next = "b"
 [nodes.b]
 kind = "lookup"
-next = "a"
-if_tier = { key = "q" }
+found = "q"
+not_found = "a"
 [nodes.q]
 kind = "queue"
 queue = "vip"
@@ -117,13 +128,14 @@ skills = ["vip"]
 """
     with pytest.raises(FlowError) as ei:
         load_flow(write(tmp_path, text))
-    assert ei.value.key == "nodes.b.next" and "a -> b -> a" in ei.value.reason
+    assert ei.value.key == "nodes.b.not_found" and "a -> b -> a" in ei.value.reason
 
 
 def test_missing_prompt_against_known_prompts(tmp_path: Path) -> None:
     with pytest.raises(FlowError) as ei:
         load_flow(write(tmp_path, GOOD), known_prompts={"hello-world"})
-    assert ei.value.key == "nodes.menu.prompt" and "missing prompt 'beep'" in ei.value.reason
+    assert ei.value.key == "nodes.menu.prompt"
+    assert ei.value.reason == "prompt 'beep' not found in the sound directories"
 
 
 def test_bad_toml_and_missing_file(tmp_path: Path) -> None:
