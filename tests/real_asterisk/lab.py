@@ -336,3 +336,10 @@ class RealLab(Lab):
     def relogin_ref(self, after: float) -> float | None:
         logins = self.obs.logins("ctilp", after)
         return logins[0] if logins else None
+
+    async def restart_pbx(self) -> str:
+        rc, out = await self.pbx.rx("core restart now")
+        return f"rx rc={rc} {out.strip()!r}"
+
+    async def wait_booted(self, timeout: float) -> None:
+        await self.pbx.wait_booted(timeout)

@@ -20,7 +20,7 @@ from pathlib import Path
 from crm_core.call_invariant import call_row_problems
 from crm_core.dto import CallDTO
 from crm_core.store import Store
-from tests.real_asterisk.harness import AgentDesk, Observer, Seen, wait_until
+from tests.real_asterisk.harness import AgentDesk, Observer, ProxyThread, Seen, wait_until
 
 TOLERANCE_S = 0.050  # row times against the PBX's own event times
 DNIS = "5551000"
@@ -365,6 +365,7 @@ class Lab:
     obs: Observer
     desk: AgentDesk
     store: Store
+    proxy: ProxyThread | None = None  # between the backend's AMI link and the PBX
     calls_placed: int = 0
     _numbers = itertools.count(5557001)
 
@@ -387,6 +388,15 @@ class Lab:
 
     def relogin_ref(self, after: float) -> float | None:
         """When the backend's AMI link was logged in again after ``after``, by the PBX's account."""
+        raise NotImplementedError
+
+    async def restart_pbx(self) -> str:
+        """``core restart now``: -> what the PBX said to it.  The calls end, AMI goes, the PBX comes
+        back (:meth:`wait_booted`)."""
+        raise NotImplementedError
+
+    async def wait_booted(self, timeout: float) -> None:
+        """The PBX fully booted again after :meth:`restart_pbx`, AMI answering (the observer back)."""
         raise NotImplementedError
 
     async def final_row(self, call_id: str, *, disposition: bool, timeout: float = 15) -> CallDTO | None:
@@ -497,6 +507,94 @@ async def run_outage(lab: Lab) -> OutageResult:
             c.problems.append(f"scenario: it ended at {r.ended:.3f}, outside the cut {cut_at:.3f}..{restored_at:.3f}")
         checks[k] = c
     return OutageResult(checks, cut_at, restored_at, relogin, {k: e.at for k, e in ends.items()})
+
+
+@dataclass
+class RestartResult:
+    checks: list[Check]  # one per call, in the order placed
+    states: dict[str, str]  # uniqueid -> where it was at the restart: ivr, hold, at-agent, talking
+    outcomes: dict[str, int]
+    line: str  # for the report
+
+
+async def run_restart(lab: Lab) -> RestartResult:
+    """``core restart now`` under load: 18 callers for the ``load`` queue (four agents), some
+    talking, some ringing, some in hold, two in the IVR when the PBX restarts.  Each call still up
+    then ends as the system's doing: ``end_reason`` ``shutdown``, ``hangup_side`` ``system``;
+    outcome ``system`` when unanswered, an answered call stays ``answered``; none ``abandoned``.  A
+    call its agent ended before the restart is an ordinary answered call."""
+    await lab.desk.ready_only(LOAD_AGENTS)
+    obs = lab.obs
+    calls = []
+    for _ in range(16):
+        who = lab.caller("load")
+        calls.append((await lab.place("8", None, who), who))
+        await asyncio.sleep(0.2)
+
+    def state(uid: str) -> str:
+        if obs.bridged(uid):
+            return "talking"
+        if obs.entered(uid, "cti-agent"):
+            return "at-agent"
+        if obs.entered(uid, "cti-hold"):
+            return "hold"
+        return "ivr" if obs.entered(uid, "cti-inbound") else "new"
+
+    await wait_until(lambda: sum(state(u) == "talking" for u, _ in calls) >= 2
+                     and sum(state(u) == "hold" for u, _ in calls) >= 3, 30, "two calls talking, three in hold")
+    for _ in range(2):  # two more, in the IVR when the PBX goes down
+        who = lab.caller("load")
+        calls.append((await lab.place("8", None, who), who))
+    await wait_until(lambda: all(state(u) != "new" for u, _ in calls), 5, "every caller in the contract")
+    states = {u: state(u) for u, _ in calls}
+    restart_at = time.time()
+    said = await lab.restart_pbx()
+    for uid, _ in calls:
+        await obs.wait_hangup(uid, 30)
+    t0 = time.monotonic()
+    await lab.wait_booted(60)
+    booted_s = time.monotonic() - t0
+    proxy = lab.proxy.proxy if lab.proxy is not None else None
+    await wait_until(lambda: lab.relogin_ref(restart_at) is not None
+                     or (proxy is not None and any(t > restart_at for t in proxy.linked)), 60,
+                     "the backend's AMI link made again")
+    await asyncio.sleep(1.0)
+    relogin_at = lab.relogin_ref(restart_at)
+    relogin = f"+{relogin_at - restart_at:.2f} s" if relogin_at is not None else "before the observer was back"
+
+    checks: list[Check] = []
+    outcomes: dict[str, int] = {}
+    races: list[str] = []  # queued by the IVR as the PBX went down, before the PBX ran the IVR's command
+    for uid, who in calls:
+        r = refs_of(obs.events, uid)
+        assert r.ended is not None
+        before = r.ended < restart_at  # ended by its agent before the restart: an ordinary answered call
+        answered = r.answered is not None and (before or r.answered < r.ended)
+        agent = r.at_agent[-1] if answered and r.at_agent else None
+        row = await lab.final_row(uid, disposition=answered)
+        # queued: it reached hold, or the IVR's CTI_NEXT ran; or, the PBX going down between the
+        # IVR's queueing and its command, the row's queueing is within the shutdown (then taken as is)
+        queued_ref = None
+        queued = r.queued is not None or r.queue_cmd is not None
+        if not queued and row is not None and row.queued_at is not None and row.queued_at >= restart_at - 0.2:
+            queued, queued_ref = True, row.queued_at
+            lag = f"{(row.queued_at - r.shutdown_at) * 1000:+.0f} ms" if r.shutdown_at else "?"
+            races.append(f"{uid}: queued {lag} from its SoftHangupRequest 4")
+        exp = Expect("answered" if answered else "system", agent, "load" if queued else None, len(r.at_agent),
+                     ("agent" if before else "system"), "hangup" if before else "shutdown", answered=answered,
+                     choice="8" if queued else None)
+        c = check_row(row, exp, r, who, queued_ref=queued_ref)
+        c.call = f"restart/{states[uid]} ({uid})"
+        if row is not None:
+            outcomes[row.outcome] = outcomes.get(row.outcome, 0) + 1
+            if row.outcome == "abandoned":
+                c.problems.append("abandoned: a restart is the system's doing")
+        if not before and not r.shutdown:
+            c.problems.append("scenario: no SoftHangupRequest Cause 4 on this call")
+        checks.append(c)
+    line = (f"restart: {said}; states at the restart {sorted(states.values())}; the PBX up again "
+            f"after {booted_s:.2f} s, backend logged in {relogin}; outcomes {outcomes}; queued at the shutdown {races}")
+    return RestartResult(checks, states, outcomes, line)
 
 
 def summary(checks: Sequence[Check]) -> str:
