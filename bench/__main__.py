@@ -11,7 +11,7 @@ import time
 
 from bench.common import Goal, Options, Report
 
-SUITES = ("ami", "agi", "ws", "lag", "crm")  # modules bench.<name>, each with run(report, options)
+SUITES = ("ami", "agi", "ws", "lag", "crm", "ivr")  # modules bench.<name>, each with run(report, options)
 
 GOALS = [
     Goal("ami_events_per_s", "cti", "panoramisk", min_ratio=3.0),
@@ -19,6 +19,8 @@ GOALS = [
     Goal("agi_sessions_per_s_c50", "cti", "bare", min_ratio=0.9),
     Goal("agi_sessions_per_s_c200", "cti", "bare", min_ratio=0.9),
     Goal("agi_empty_conn_loop_lag_ms_max", "cti", "", max_value=100.0),
+    Goal("ivr_node_overhead_p99_ms", "cti", "", max_value=1.0),
+    Goal("ivr_sessions_lost", "cti", "", max_value=1.0),
 ]
 
 

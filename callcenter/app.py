@@ -45,8 +45,7 @@ from cti.ami.protocol import Message
 from cti.bus import Bus
 from cti.calls import CallTracker
 from cti.domain import RESYNC_GONE, CallEnded, CallQueued, DomainEvent
-from ivr.errors import FlowError
-from ivr.flow import load_flows
+from ivr.registry import FlowRegistry
 from ivr.runner import IvrRunner
 from screen_pop.deps import WebDeps
 from screen_pop.web import build_app
@@ -92,6 +91,7 @@ class CtiApp:
         self.agi: FastAgiServer | None = None
         self.distributor: Distributor | None = None
         self.calllog: CallLogWriter | None = None
+        self.flows: FlowRegistry | None = None
         self._runner: web.AppRunner | None = None
         self._link_watchers: list[Callable[[lk.LinkState], None]] = []
         self.http_port = settings.http.port
@@ -139,14 +139,12 @@ class CtiApp:
         for et in _stats_types():
             self.bus.on(et, self.stats.apply)
 
-        flows = load_flows(Path(s.ivr.flows_dir))
-        if s.ivr.default_flow not in flows:
-            raise FlowError(s.ivr.flows_dir, "", f"no flow {s.ivr.default_flow!r} (ivr.default_flow) among "
-                            f"{sorted(flows)}")
+        # every problem of every file, or the default flow missing: FlowErrors
+        self.flows = FlowRegistry.load(Path(s.ivr.flows_dir), default_flow=s.ivr.default_flow, bus=self.bus)
         default_q = queues.get(s.acd.default_queue)
         # ivr.runner.CustomerLike.value_tier says str, the store's CustomerDTO (and the engine's
         # LookupResult.tier) str | None: the protocol in ivr/ is the one to widen
-        self.ivr = IvrRunner(flows, self.bus, self.store)
+        self.ivr = IvrRunner(self.flows, self.bus, self.store)
         self.agi = FastAgiServer(host=s.agi.bind_host, port=s.agi.port if agi_port is None else agi_port,
                                  max_sessions=s.agi.max_sessions, command_timeout=s.agi.command_timeout_s,
                                  fallback=self._agi_fallback)
@@ -157,7 +155,8 @@ class CtiApp:
             await self.agi.start()
         self._default_queue = default_q
 
-        deps = WebDeps(bus=self.bus, auth=self.store, customers=self.store, acd=self.distributor, links=self)
+        deps = WebDeps(bus=self.bus, auth=self.store, customers=self.store, acd=self.distributor, links=self,
+                       ivr=self)
         app = build_app(deps, allowed_origins=list(s.http.allowed_origins))
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -363,6 +362,16 @@ class CtiApp:
     def snapshot(self) -> dict[str, Any]:
         assert self.distributor is not None
         return self.distributor.snapshot()
+
+    # -- IVR hot reload (screen_pop.deps.IvrReloader; SIGHUP: callcenter.ivr_reload) ----
+
+    def reload_ivr(self, by: str) -> dict[str, Any]:
+        """Reload the IVR flows: new calls take the new version, calls in progress keep theirs;
+        a bad flow changes nothing (``ok`` false, one ``FILE: node ID: field: reason`` line each
+        in ``errors``, logged too).  ``by``: who asked (a username, ``SIGHUP``)."""
+        if self.flows is None:
+            raise RuntimeError("the IVR has not started")
+        return self.flows.reload(by).to_json()
 
 
 def _peer_host(session: AgiSession) -> str | None:

@@ -197,6 +197,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             if not await _unless_stopped(start(app), stop):
                 return EXIT_INTERRUPTED
             release_log()
+            from callcenter.ivr_reload import install_reload_signal
+            install_reload_signal(app)  # SIGHUP: reload the IVR flows (as `cti ivr reload` does)
             print(f"cti serving: agent desktop {settings.http.public_url}/agent", flush=True)
             await stop.wait()
         finally:
@@ -348,7 +350,9 @@ def build_parser() -> argparse.ArgumentParser:
     from callcenter.cli_customers import add_customer_commands
     add_customer_commands(sub, _load)  # cti customers import|export|show|erase
     from callcenter.cli_ivr import add_ivr_commands
-    add_ivr_commands(sub, _load)  # cti ivr check
+    from callcenter.ivr_reload import add_reload_command
+    from callcenter.ivr_simulate import add_simulate_command
+    add_ivr_commands(sub, _load, (add_simulate_command, add_reload_command))  # cti ivr check|simulate|reload
     for sp in (s, d, m, db):
         sp.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help=CONFIG_HELP)
     return p

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -64,10 +64,12 @@ def cmd_check(args: argparse.Namespace, load: Loader, out: TextIO | None = None)
     return EXIT_USAGE if errors else 0
 
 
-def add_ivr_commands(sub: Any, load: Loader) -> argparse.ArgumentParser:
-    """Add ``ivr check`` to the ``cti`` subparsers ``sub``."""
+def add_ivr_commands(sub: Any, load: Loader,
+                     actions: Iterable[Callable[[Any, Loader], object]] = ()) -> argparse.ArgumentParser:
+    """Add ``ivr check`` to the ``cti`` subparsers ``sub``, and the ``actions`` (each called with the
+    ``cti ivr`` subparsers and ``load``: ``ivr simulate``, ``ivr reload``)."""
     p: argparse.ArgumentParser = sub.add_parser(
-        "ivr", help="check IVR flow files", description="IVR flow files (config/ivr/*.toml).")
+        "ivr", help="check or simulate IVR flow files", description="IVR flow files (config/ivr/*.toml).")
     group = p.add_subparsers(dest="ivr_cmd", required=True, metavar="ACTION", help="what to do")
     c = group.add_parser("check", help="validate flow files: exit 0 when good, 2 with one line per error",
                          description="Validate IVR flow files; one 'FILE: node ID: field: reason' line per error.")
@@ -77,4 +79,6 @@ def add_ivr_commands(sub: Any, load: Loader) -> argparse.ArgumentParser:
     c.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
                    help="the TOML configuration file (default: config/cti.toml)")
     c.set_defaults(fn=lambda a: cmd_check(a, load))
+    for add in actions:  # ivr simulate, ivr reload: modules of their own that use this one
+        add(group, load)
     return p

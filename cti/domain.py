@@ -254,3 +254,22 @@ class RecordingReady(DomainEvent):
     duration_s: float
     at: float
     meta: dict[str, Any] = field(default_factory=dict)
+
+
+# -- from the IVR ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class IvrFlowsReloaded(DomainEvent):
+    """The IVR took a new version of its flows (``ivr.registry.FlowRegistry.reload``): new calls
+    run it, calls in progress finish on the version they started with.  ``flows``: every flow of
+    the new version; ``added``/``removed``/``changed``: the names that differ from the old one."""
+
+    version: int
+    old_version: int
+    flows: tuple[str, ...]
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
+    changed: tuple[str, ...]
+    by: str
+    at: float

@@ -51,6 +51,7 @@ from ivr.engine import (
     step,
 )
 from ivr.flow import Flow
+from ivr.registry import FlowRegistry
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +122,7 @@ class _Log(logging.LoggerAdapter[logging.Logger]):
 class IvrRunner:
     def __init__(
         self,
-        flows: dict[str, Flow],
+        flows: Mapping[str, Flow] | FlowRegistry,
         bus: Bus,
         lookup: CustomerLookup,
         clock: Callable[[], float] = time.time,
@@ -142,9 +143,19 @@ class IvrRunner:
         self._fallback = fallback
         self._new_id = new_cti_call_id
 
+    @property
+    def flows(self) -> Mapping[str, Flow]:
+        """The flows a session starting now takes (a registry's current version, or the fixed dict)."""
+        f = self._flows
+        return f.current.flows if isinstance(f, FlowRegistry) else f
+
     async def run(self, session: AgiSessionLike, flow_name: str, call_id: str | None = None) -> IvrState | None:
         """Run ``flow_name`` on the session; returns the final state (None after a hangup/error).
-        ``call_id``: the call's id when the caller knows it (else ``call_id_for(env)``)."""
+        ``call_id``: the call's id when the caller knows it (else ``call_id_for(env)``).
+
+        The flows are taken once, here: a reload of the registry meanwhile does not change this
+        call's flows (nor those it goes on to by goto/transfer)."""
+        flows = self.flows
         env = session.env
         call_id = call_id or self._call_id_for(env)
         lg = _Log(log, {"call_id": call_id})
@@ -157,7 +168,7 @@ class IvrRunner:
         try:
             await session.answer()
             await session.set_variable(dialplan.VAR_CALL_ID, cti_call_id)
-            flow = self._flows.get(flow_name)
+            flow = flows.get(flow_name)
             if flow is None:
                 raise LookupError(f"unknown IVR flow {flow_name!r}")
             lg.info("IVR %s for %r", flow_name, _caller(env, "agi_callerid") or "anonymous")
@@ -166,7 +177,7 @@ class IvrRunner:
             while True:
                 if isinstance(cmd, GotoFlow):
                     gotos += 1
-                    nxt = self._flows.get(cmd.flow)
+                    nxt = flows.get(cmd.flow)
                     if nxt is None or gotos > MAX_GOTOS:
                         raise LookupError(f"cannot go to IVR flow {cmd.flow!r} from {flow.name!r}")
                     self._step(call_id, state.node, "")

@@ -2,7 +2,7 @@
 
 The composition root passes the real ones (``crm_core.store.Store`` for ``AuthStore`` and
 ``CustomerStore``, ``acd.distributor.Distributor`` for ``AgentControl``, ``callcenter.app.CtiApp``
-for ``AsteriskLinks``); tests pass small in-memory fakes.
+for ``AsteriskLinks`` and ``IvrReloader``); tests pass small in-memory fakes.
 """
 
 from __future__ import annotations
@@ -72,6 +72,14 @@ class AsteriskLinks(Protocol):
         ...
 
 
+class IvrReloader(Protocol):
+    def reload_ivr(self, by: str) -> dict[str, Any]:
+        """Reload the IVR flows; ``{"ok", "version", "old_version", "flows", "added", "removed",
+        "changed", "errors": [one "FILE: node ID: field: reason" line each]}``.  A failed reload
+        (``ok`` false) has changed nothing."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class WebConfig:
     session_ttl_s: float = 12 * 3600.0
@@ -100,3 +108,4 @@ class WebDeps:
     config: WebConfig = field(default_factory=WebConfig)
     clock: Callable[[], float] = time.time
     links: AsteriskLinks | None = None  # None: no Asterisk link to show (the pages show none)
+    ivr: IvrReloader | None = None  # None: POST /api/ivr/reload answers 503

@@ -14,6 +14,10 @@ Routes::
     GET  /api/stats       acd.snapshot() (supervisor/admin) | 401 | 403
     GET  /api/health      {"ok", "at", "ami": [link state per Asterisk server]} (supervisor/admin)
                           | 401 | 403; "ok" is false while any AMI link is down (status 200)
+    POST /api/ivr/reload  reload the IVR flows (admin only; Origin checked as for the sockets)
+                          -> 200 {"ok": true, "version", "old_version", "flows", "added", "removed",
+                          "changed"} | 422 {"error": "invalid-flows", "errors": [lines], ...}: nothing
+                          changed | 401 | 403 | 503 no IVR
     GET  /ws/agent        agent socket (role agent with an agent_id; Origin checked)
     GET  /ws/supervisor   supervisor feed (role supervisor/admin; Origin checked)
     /api/customers..., /api/calls   the CRM REST API (screen_pop.rest)
@@ -31,6 +35,7 @@ from aiohttp import WSMsgType, web
 
 from screen_pop.auth import (
     COOKIE_NAME,
+    SESSION_KEY,
     SESSIONS_KEY,
     LoginLimiter,
     Session,
@@ -89,6 +94,7 @@ def build_app(deps: WebDeps, *, allowed_origins: list[str],
     app.router.add_get("/api/me", me)
     app.router.add_get("/api/stats", stats)
     app.router.add_get("/api/health", health)
+    app.router.add_post("/api/ivr/reload", ivr_reload)
     app.router.add_get("/ws/agent", ws_agent)
     app.router.add_get("/ws/supervisor", ws_supervisor)
     add_crm_routes(app, deps.customers)
@@ -206,7 +212,34 @@ async def health(request: web.Request) -> web.StreamResponse:
                               "ami": [s.to_json() for s in states]})
 
 
+@require_role("admin")
+async def ivr_reload(request: web.Request) -> web.StreamResponse:
+    """Reload the IVR flows: new calls take them, calls in progress keep theirs.  Changes state,
+    so its Origin is checked as a websocket's: a cookie (browser) must come with an allowed Origin."""
+    s = request[SESSION_KEY]
+    _check_origin(request, s, request_token(request)[1], "IVR reload")
+    reloader = request.app[DEPS_KEY].ivr
+    if reloader is None:
+        raise json_error(web.HTTPServiceUnavailable, "no-ivr", "no IVR to reload here")
+    result = reloader.reload_ivr(s.username)
+    if not result.get("ok"):
+        return web.json_response({"error": "invalid-flows", "message": "the flows are not valid; nothing changed",
+                                  **result}, status=422)
+    return web.json_response(result)
+
+
 # -- websockets --------------------------------------------------------------------------
+
+
+def _check_origin(request: web.Request, s: Session, bearer: bool, what: str) -> None:
+    """403 unless the Origin is allowed; a Bearer client (no browser) may send none."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        if not bearer:
+            raise json_error(web.HTTPForbidden, "bad-origin", "Origin header required")
+    elif _norm_origin(origin) not in request.app[ORIGINS_KEY]:
+        log.warning("%s from a foreign origin refused", what, extra={"user": s.username})
+        raise json_error(web.HTTPForbidden, "bad-origin", "origin not allowed")
 
 
 def _ws_session(request: web.Request, roles: tuple[str, ...]) -> Session:
@@ -214,13 +247,7 @@ def _ws_session(request: web.Request, roles: tuple[str, ...]) -> Session:
     token, bearer = request_token(request)
     s = request.app[SESSIONS_KEY].get(token) if token else None
     s = check_role(s, roles)
-    origin = request.headers.get("Origin")
-    if origin is None:
-        if not bearer:
-            raise json_error(web.HTTPForbidden, "bad-origin", "Origin header required")
-    elif _norm_origin(origin) not in request.app[ORIGINS_KEY]:
-        log.warning("websocket from a foreign origin refused", extra={"user": s.username})
-        raise json_error(web.HTTPForbidden, "bad-origin", "origin not allowed")
+    _check_origin(request, s, bearer, "websocket")
     return s
 
 
