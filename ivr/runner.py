@@ -97,6 +97,16 @@ class AgiSessionLike(Protocol):
     async def hangup(self) -> None: ...
 
 
+class _CallerLeft(Exception):  # not an error: the caller hung up between two commands
+    """The session's channel hung up while the runner worked between commands (a CRM lookup, a
+    branch): Asterisk still answers one command on a dead channel, so it is checked, not awaited."""
+
+
+def _gone(session: object) -> bool:
+    """The session has seen the caller hang up (``AgiSession.hung_up``; test doubles may lack it)."""
+    return bool(getattr(session, "hung_up", False))
+
+
 def default_call_id(env: dict[str, str]) -> str:
     return env["agi_uniqueid"]
 
@@ -140,6 +150,7 @@ class IvrRunner:
         self._clock = clock
         self._call_id_for = call_id_for
         self._hangup_exc = hangup_exc
+        self._left_exc: tuple[type[BaseException], ...] = (*hangup_exc, _CallerLeft)
         self._fallback = fallback
         self._new_id = new_cti_call_id
 
@@ -161,6 +172,7 @@ class IvrRunner:
         lg = _Log(log, {"call_id": call_id})
         cti_call_id = self._new_id()
         state: IvrState | None = None
+        last_step = ""  # the node of the last IvrStep published
         self._bus.publish(IvrEntered(
             call_id, cti_call_id, env.get("agi_uniqueid", ""), env.get("agi_channel", ""),
             _caller(env, "agi_callerid"), _caller(env, "agi_calleridname"), env.get("agi_extension", ""),
@@ -175,12 +187,15 @@ class IvrRunner:
             state, cmd = start(flow, {"ani": _caller(env, "agi_callerid")})
             gotos = 0
             while True:
+                if _gone(session):
+                    raise _CallerLeft
                 if isinstance(cmd, GotoFlow):
                     gotos += 1
                     nxt = flows.get(cmd.flow)
                     if nxt is None or gotos > MAX_GOTOS:
                         raise LookupError(f"cannot go to IVR flow {cmd.flow!r} from {flow.name!r}")
                     self._step(call_id, state.node, "")
+                    last_step = state.node
                     lg.info("IVR %s goes on in flow %s", flow.name, cmd.flow)
                     keep = state
                     flow = nxt
@@ -190,6 +205,7 @@ class IvrRunner:
                     continue
                 if isinstance(cmd, Enqueue):
                     self._step(call_id, state.node, "")
+                    last_step = state.node
                     await self._enqueue(session, call_id, cti_call_id, cmd, state)
                     return state
                 if isinstance(cmd, Hangup):
@@ -201,11 +217,17 @@ class IvrRunner:
                 inp = await self._execute(session, cmd, env, lg)
                 sensitive = isinstance(cmd, GetDigits) and cmd.sensitive
                 self._step(call_id, state.node, MASK if sensitive and _digits_of(inp) else _digits_of(inp))
+                last_step = state.node
+                if _gone(session):  # left while this node ran (between commands): it is the node left
+                    raise _CallerLeft
                 state, cmd = step(flow, state, inp)
         except asyncio.CancelledError:
             raise
-        except self._hangup_exc:
-            lg.info("caller left the IVR%s", f" at {state.node}" if state else "")
+        except self._left_exc:
+            left = state.node if state else ""
+            lg.info("caller left the IVR%s", f" at {left}" if left else "")
+            if left and left != last_step:  # the node where the caller left, on the call's timeline
+                self._step(call_id, left, "")
             self._step(call_id, "hangup", "")
             return None
         except Exception:  # noqa: BLE001  logged with its traceback, the caller goes to the fallback queue (STYLE 6)
@@ -261,6 +283,11 @@ class IvrRunner:
         self, session: AgiSessionLike, call_id: str, cti_call_id: str, cmd: Enqueue, state: IvrState | None
     ) -> None:
         env = session.env
+        # CTI_NEXT first: Asterisk answers SET VARIABLE even on a dead channel, so a caller who left
+        # is found by the session's hang-up flag, and is never queued
+        await session.set_variable(dialplan.VAR_NEXT, dialplan.NEXT_QUEUE)
+        if _gone(session):
+            raise _CallerLeft
         self._bus.publish(
             CallQueued(
                 call_id=call_id, cti_call_id=cti_call_id, channel=env.get("agi_channel", ""),
@@ -271,16 +298,17 @@ class IvrRunner:
                 at=self._clock(),
             )
         )
-        await session.set_variable(dialplan.VAR_NEXT, dialplan.NEXT_QUEUE)
 
     async def _safe_fallback(
         self, session: AgiSessionLike, call_id: str, cti_call_id: str, state: IvrState | None
     ) -> None:
         try:
+            if _gone(session):
+                raise _CallerLeft
             await self._enqueue(session, call_id, cti_call_id, self._fallback, state)
         except asyncio.CancelledError:
             raise
-        except self._hangup_exc:
+        except self._left_exc:
             self._step(call_id, "hangup", "")
         except Exception:
             log.exception("[%s] IVR fallback failed", call_id)
