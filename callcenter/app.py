@@ -45,6 +45,7 @@ from cti.ami.protocol import Message
 from cti.bus import Bus
 from cti.calls import CallTracker
 from cti.domain import RESYNC_GONE, CallEnded, CallQueued, DomainEvent
+from ivr.flow import prompt_finder
 from ivr.registry import FlowRegistry
 from ivr.runner import IvrRunner
 from screen_pop.deps import WebDeps
@@ -139,8 +140,11 @@ class CtiApp:
         for et in _stats_types():
             self.bus.on(et, self.stats.apply)
 
-        # every problem of every file, or the default flow missing: FlowErrors
-        self.flows = FlowRegistry.load(Path(s.ivr.flows_dir), default_flow=s.ivr.default_flow, bus=self.bus)
+        # every problem of every file, or the default flow missing, or (with ivr.sounds_dirs) a
+        # prompt found in none of the sound directories: FlowErrors, and no call is answered
+        known = prompt_finder(s.ivr.sounds_dirs) if s.ivr.sounds_dirs else None
+        self.flows = FlowRegistry.load(Path(s.ivr.flows_dir), default_flow=s.ivr.default_flow, bus=self.bus,
+                                       known_prompts=known)
         default_q = queues.get(s.acd.default_queue)
         # ivr.runner.CustomerLike.value_tier says str, the store's CustomerDTO (and the engine's
         # LookupResult.tier) str | None: the protocol in ivr/ is the one to widen

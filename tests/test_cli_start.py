@@ -143,6 +143,16 @@ def test_an_ivr_default_flow_that_does_not_exist(tmp_path: Path) -> None:
     _one_line(r, EXIT_USAGE, "cti demo: IVR flow error", "'nowhere'", "ivr.default_flow")
 
 
+def test_a_prompt_missing_from_the_sound_directories_refuses_the_start(tmp_path: Path) -> None:
+    sounds = tmp_path / "sounds"
+    sounds.mkdir()
+    (sounds / "hello-world.wav").write_bytes(b"")  # the sample flow also plays "beep": not there
+    cfg = tmp_path / "cti.toml"
+    cfg.write_text(f'[ivr]\nflows_dir = "{ROOT / "config" / "ivr"}"\nsounds_dirs = ["{sounds}"]\n')
+    r = _cti(_env(tmp_path), "demo", "--config", str(cfg))
+    _one_line(r, EXIT_USAGE, "cti demo: IVR flow error", "'beep'")
+
+
 def test_an_invalid_environment_variable(tmp_path: Path) -> None:
     r = _cti(_env(tmp_path, CTI_HTTP_PORT="eighty"), "serve")
     _one_line(r, EXIT_USAGE, "CTI_HTTP_PORT", "must be an integer")
