@@ -350,9 +350,11 @@ def build_parser() -> argparse.ArgumentParser:
     from callcenter.cli_customers import add_customer_commands
     add_customer_commands(sub, _load)  # cti customers import|export|show|erase
     from callcenter.cli_ivr import add_ivr_commands
+    from callcenter.ivr_funnel import add_funnel_command
     from callcenter.ivr_reload import add_reload_command
     from callcenter.ivr_simulate import add_simulate_command
-    add_ivr_commands(sub, _load, (add_simulate_command, add_reload_command))  # cti ivr check|simulate|reload
+    add_ivr_commands(sub, _load, (add_simulate_command, add_reload_command, add_funnel_command))
+    # cti ivr check|simulate|reload|funnel
     for sp in (s, d, m, db):
         sp.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help=CONFIG_HELP)
     return p

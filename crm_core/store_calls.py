@@ -348,6 +348,32 @@ class CallLogMixin(StoreBase):
             yield page
             last = page[-1].id
 
+    async def iter_ivr_steps(self, since: TimeLike | None = None, until: TimeLike | None = None,
+                             batch: int = 2000) -> AsyncIterator[list[list[tuple[str, str]]]]:
+        """The IVR steps (``(node, digits)`` in order) of every call that arrived in the range, a page
+        of calls at a time (by primary key): the IVR funnel without loading the table."""
+        last = 0
+        while True:
+            page = select(Call.id).where(Call.id > last).order_by(Call.id).limit(batch)
+            if since is not None:
+                page = page.where(Call.arrived_at >= to_dt(since))
+            if until is not None:
+                page = page.where(Call.arrived_at < to_dt(until))
+            async with self._read() as s:
+                ids = list((await s.execute(page)).scalars())
+                if not ids:
+                    return
+                steps = (await s.execute(
+                    select(CallEvent.call_pk, CallEvent.data)
+                    .where(CallEvent.call_pk.in_(ids), CallEvent.kind == "ivr_step")
+                    .order_by(CallEvent.call_pk, CallEvent.at, CallEvent.id))).all()
+            paths: dict[int, list[tuple[str, str]]] = {}
+            for pk, data in steps:
+                d = dict(data or {})
+                paths.setdefault(pk, []).append((str(d.get("node", "")), str(d.get("digits", ""))))
+            yield [paths[pk] for pk in ids if pk in paths]
+            last = ids[-1]
+
     async def count_calls(self) -> int:
         async with self._read() as s:
             n: int = (await s.execute(select(func.count()).select_from(Call))).scalar_one()
