@@ -13,7 +13,7 @@ import asyncio
 from dataclasses import dataclass
 
 from bench.agi_servers import IMPLS, serve
-from bench.common import HOST, Child, Options, Report
+from bench.common import HOST, AsteriskAgiPeer, Child, Options, Report
 from bench.traces import agi_environment
 
 # replies as Asterisk 22 sends them (tests/fixtures/traces/v3-01-answered-recorded.agi.txt)
@@ -28,29 +28,15 @@ COMMANDS_PER_SESSION = len(REPLIES)
 SESSION_TIMEOUT = 10.0
 
 
-class FakeChannel(asyncio.Protocol):
+class FakeChannel(AsteriskAgiPeer):
     """One call's FastAGI connection, from Asterisk's side."""
 
     def __init__(self, env: bytes, done: asyncio.Future[bool]) -> None:
-        self.env = env
-        self.done = done
-        self.buf = b""
+        super().__init__(env, done)
         self.commands = 0
         self.hung_up = False
-        self.transport: asyncio.Transport | None = None
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        transport.write(self.env)
-
-    def data_received(self, data: bytes) -> None:
-        self.buf += data
-        while (nl := self.buf.find(b"\n")) >= 0:
-            line, self.buf = self.buf[:nl], self.buf[nl + 1:]
-            self._command(line)
-
-    def _command(self, line: bytes) -> None:
+    def command(self, line: bytes) -> None:
         assert self.transport is not None
         if self.hung_up:
             self.transport.write(b"511 Command Not Permitted on a dead channel or intercepted by a "
@@ -65,9 +51,6 @@ class FakeChannel(asyncio.Protocol):
                     self.transport.write_eof()
                 return
         self.transport.write(b"200 result=1\n")  # VERBOSE, NOOP ...
-
-    def eof_received(self) -> bool:
-        return False  # close our side too
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.done.done():

@@ -7,6 +7,7 @@ first implementation recorded) with every other implementation of the same metri
 
 from __future__ import annotations
 
+import asyncio
 import cProfile
 import logging
 import multiprocessing
@@ -182,3 +183,30 @@ class Child:
 
 def now() -> float:
     return time.perf_counter()
+
+
+class AsteriskAgiPeer(asyncio.Protocol):
+    """The Asterisk end of one FastAGI connection: sends the ``agi_*`` environment, then hands each
+    command line to :meth:`command`; a subclass answers it and resolves ``done`` when the line closes."""
+
+    def __init__(self, env: bytes, done: asyncio.Future[bool]) -> None:
+        self.env, self.done = env, done
+        self.buf = b""
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.write(self.env)
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        while (nl := self.buf.find(b"\n")) >= 0:
+            line, self.buf = self.buf[:nl], self.buf[nl + 1:]
+            self.command(line)
+
+    def command(self, line: bytes) -> None:
+        raise NotImplementedError
+
+    def eof_received(self) -> bool:
+        return False  # close our side too

@@ -23,7 +23,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from bench.common import HOST, Child, Options, Report, quiet_logging
+from bench.common import HOST, AsteriskAgiPeer, Child, Options, Report, quiet_logging
 from bench.traces import agi_environment
 
 FLOW = """
@@ -188,26 +188,14 @@ async def _server(conn: Connection) -> None:
 
 # -- the callers (this process) -------------------------------------------------------------------------
 
-class _Caller(asyncio.Protocol):
+class _Caller(AsteriskAgiPeer):
     def __init__(self, env: bytes, done: asyncio.Future[bool], delay: float) -> None:
-        self.env, self.done, self.delay = env, done, delay
-        self.buf = b""
+        super().__init__(env, done)
+        self.delay = delay
         self.step = 0
         self.ok = True
-        self.transport: asyncio.Transport | None = None
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        transport.write(self.env)
-
-    def data_received(self, data: bytes) -> None:
-        self.buf += data
-        while (nl := self.buf.find(b"\n")) >= 0:
-            line, self.buf = self.buf[:nl], self.buf[nl + 1:]
-            self._command(line)
-
-    def _command(self, line: bytes) -> None:
+    def command(self, line: bytes) -> None:
         assert self.transport is not None
         if self.step >= len(REPLIES) or not line.startswith(REPLIES[self.step][0]):
             self.ok = False
@@ -223,9 +211,6 @@ class _Caller(asyncio.Protocol):
     def _write(self, reply: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(reply)
-
-    def eof_received(self) -> bool:
-        return False
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.done.done():

@@ -156,14 +156,6 @@ class SimLab(Lab):
         assert uid is not None
         return uid
 
-    async def cut_ami(self) -> float:
-        assert self.proxy is not None
-        return await self.proxy.cut()
-
-    async def restore_ami(self) -> float:
-        assert self.proxy is not None
-        return await self.proxy.restore()
-
     def relogin_ref(self, after: float) -> float | None:
         """The simulator sends no SuccessfulAuth: the upstream link the proxy made (the login follows
         on loopback within a millisecond)."""

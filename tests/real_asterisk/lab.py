@@ -325,14 +325,6 @@ class RealLab(Lab):
         return await self.originate("Local/1@callers", "agent-phones", "1001", self.caller("internal"),
                                     {"CALLER_PATIENCE": "10"})
 
-    async def cut_ami(self) -> float:
-        assert self.proxy is not None
-        return await self.proxy.cut()
-
-    async def restore_ami(self) -> float:
-        assert self.proxy is not None
-        return await self.proxy.restore()
-
     def relogin_ref(self, after: float) -> float | None:
         logins = self.obs.logins("ctilp", after)
         return logins[0] if logins else None

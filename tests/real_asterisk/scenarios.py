@@ -381,10 +381,14 @@ class Lab:
         raise NotImplementedError
 
     async def cut_ami(self) -> float:
-        raise NotImplementedError
+        """Cut the backend's AMI link at the proxy; -> when."""
+        assert self.proxy is not None
+        return await self.proxy.cut()
 
     async def restore_ami(self) -> float:
-        raise NotImplementedError
+        """Let the backend's AMI link through again; -> when."""
+        assert self.proxy is not None
+        return await self.proxy.restore()
 
     def relogin_ref(self, after: float) -> float | None:
         """When the backend's AMI link was logged in again after ``after``, by the PBX's account."""
