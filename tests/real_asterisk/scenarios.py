@@ -486,6 +486,12 @@ async def run_outage(lab: Lab) -> OutageResult:
     obs = lab.obs
     await wait_until(lambda: obs.entered(uids["hold"], "cti-hold") and obs.entered(uids["ringing"], "cti-agent")
                      and obs.bridged(uids["talking"]), 20, "one call in hold, one ringing, one talking")
+    # the observer's AMI link may be ahead of the backend's: cut only once the backend has seen the
+    # answer too (a bridge made inside the outage is a different story: outcome unknown)
+    deadline = time.monotonic() + 10
+    while (row := await lab.store.get_call(uids["talking"])) is None or row.answered_at is None:
+        assert time.monotonic() < deadline, "the backend never saw the talking call answered"
+        await asyncio.sleep(0.02)
     cut_at = await lab.cut_ami()
     uids["inside"] = await lab.place("2", 2.5, who["inside"])
     ends = {k: await obs.wait_hangup(u, 30) for k, u in uids.items()}
